@@ -1,0 +1,99 @@
+"""The components. Bodies run in the stage's image, so they import what they need inside the function."""
+# ruff: noqa: A001  (`eval` is the stage's name everywhere, as DESIGN.md asks)
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from posttrain.components.images import IMAGES
+
+
+@dsl.component(base_image=IMAGES["data"], install_kfp_package=False)
+def data(recipe: str, dataset: Output[Dataset]):
+    """Synthesise, deduplicate and split the training and held-out data."""
+    from posttrain.recipe import loads
+    from posttrain.stages import data as stage
+
+    stage.run(loads(recipe), dataset.path)
+
+
+@dsl.component(base_image=IMAGES["sft"], install_kfp_package=False)
+def base(recipe: str, dataset: Input[Dataset], model: Output[Model]):
+    """The starting model: built from scratch (tiny) or copied from a path or Hub name."""
+    from posttrain.recipe import loads
+    from posttrain.stages import base as stage
+
+    stage.run(loads(recipe), dataset.path, model.path)
+
+
+@dsl.component(base_image=IMAGES["sft"], install_kfp_package=False)
+def sft(recipe: str, dataset: Input[Dataset], base_model: Input[Model], model: Output[Model]):
+    """Supervised fine-tuning on the assistant turns."""
+    from posttrain.recipe import loads
+    from posttrain.stages import sft as stage
+
+    stage.run(loads(recipe), base_model.path, dataset.path, model.path)
+
+
+@dsl.component(base_image=IMAGES["preference"], install_kfp_package=False)
+def preference(recipe: str, dataset: Input[Dataset], policy: Input[Model], pairs: Output[Dataset]):
+    """Sample completions from the policy and judge them into chosen/rejected pairs."""
+    from posttrain.recipe import loads
+    from posttrain.stages import preference as stage
+
+    stage.run(loads(recipe), policy.path, dataset.path, pairs.path)
+
+
+@dsl.component(base_image=IMAGES["dpo"], install_kfp_package=False)
+def dpo(recipe: str, pairs: Input[Dataset], policy: Input[Model], model: Output[Model]):
+    """Length-normalised DPO on the preference pairs."""
+    from posttrain.recipe import loads
+    from posttrain.stages import dpo as stage
+
+    stage.run(loads(recipe), policy.path, pairs.path, model.path)
+
+
+@dsl.component(base_image=IMAGES["rlvr"], install_kfp_package=False)
+def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Output[Model]):
+    """Reinforcement learning with verifiable rewards (GRPO or PPO, as the recipe says)."""
+    from posttrain.recipe import loads
+    from posttrain.stages import rlvr as stage
+
+    stage.run(loads(recipe), policy.path, dataset.path, model.path)
+
+
+@dsl.component(base_image=IMAGES["eval"], install_kfp_package=False)
+def eval(recipe: str, dataset: Input[Dataset], base_model: Input[Model], sft_model: Input[Model],
+         dpo_model: Input[Model], rlvr_model: Input[Model], scores: Output[Artifact], metrics: Output[Metrics]):
+    """Score every stage's model on the same held-out items; the last one is the candidate."""
+    import json
+
+    from posttrain.recipe import loads
+    from posttrain.stages import eval as stage
+
+    models = {"base": base_model.path, "sft": sft_model.path, "dpo": dpo_model.path, "rlvr": rlvr_model.path}
+    result = stage.run(loads(recipe), dataset.path, models, scores.path)
+    for benchmark, by_model in result["benchmarks"].items():
+        for label, score in by_model.items():
+            metrics.log_metric(f"{benchmark}/{label}", round(score["score"], 4))
+    print(json.dumps({label: r["score"] for b in result["benchmarks"].values() for label, r in b.items()}))
+
+
+@dsl.component(base_image=IMAGES["promote"], install_kfp_package=False)
+def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary: Output[Markdown]) -> bool:
+    """Apply the recipe's thresholds; the report (scores, decision, reasons) is kept whatever the verdict."""
+    import shutil
+
+    from posttrain.recipe import loads
+    from posttrain.stages import promote as stage
+
+    result = stage.decide(loads(recipe), scores.path, report.path)
+    shutil.copyfile(f"{report.path}/report.md", summary.path)
+    return result["gate"]["passed"]
+
+
+@dsl.component(base_image=IMAGES["promote"], install_kfp_package=False)
+def promote(recipe: str, model: Input[Model], report: Input[Artifact]) -> str:
+    """Write the create-only registry entry for a model the gate passed; returns its URL."""
+    from posttrain.recipe import loads
+    from posttrain.stages import promote as stage
+
+    return stage.register(loads(recipe), model.path, report.path)

@@ -1,0 +1,42 @@
+"""The Tülu 3 pipeline: data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote."""
+
+from pathlib import Path  # no `from __future__ import annotations`: KFP reads real annotations
+
+from kfp import compiler, dsl
+
+from posttrain import components as c
+from posttrain.recipe import Recipe
+
+NAME = "tulu3"
+IR = Path(__file__).with_name("tulu3.yaml")
+
+
+def build(recipe: Recipe):
+    """The pipeline for `recipe`; the recipe text is its one parameter (default: this recipe)."""
+
+    @dsl.pipeline(name=NAME, description="Tülu 3 post-training: SFT, DPO and RLVR, evaluated and gated.")
+    def tulu3(recipe: str = recipe.to_yaml()) -> dsl.Artifact:
+        data = c.data(recipe=recipe).set_display_name("data")
+        base = c.base(recipe=recipe, dataset=data.outputs["dataset"]).set_display_name("base")
+        sft = c.sft(recipe=recipe, dataset=data.outputs["dataset"], base_model=base.outputs["model"])
+        pairs = c.preference(recipe=recipe, dataset=data.outputs["dataset"], policy=sft.outputs["model"])
+        dpo = c.dpo(recipe=recipe, pairs=pairs.outputs["pairs"], policy=sft.outputs["model"])
+        rlvr = c.rlvr(recipe=recipe, dataset=data.outputs["dataset"], policy=dpo.outputs["model"])
+        scores = c.eval(recipe=recipe, dataset=data.outputs["dataset"], base_model=base.outputs["model"],
+                        sft_model=sft.outputs["model"], dpo_model=dpo.outputs["model"],
+                        rlvr_model=rlvr.outputs["model"])
+        gate = c.gate(recipe=recipe, scores=scores.outputs["scores"])
+        # Scores and decisions must reflect this run's artifacts, never a cache hit keyed on names.
+        for task in (scores, gate):
+            task.set_caching_options(False)
+        with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
+            c.promote(recipe=recipe, model=rlvr.outputs["model"], report=gate.outputs["report"]) \
+                .set_caching_options(False)
+        return gate.outputs["report"]
+
+    return tulu3
+
+
+def compile(recipe: Recipe, path: str | Path = IR) -> Path:
+    compiler.Compiler().compile(build(recipe), str(path))
+    return Path(path)

@@ -1,0 +1,78 @@
+"""The `posttrain` command: demo, run, compile."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from posttrain.recipe import Recipe, RecipeError, load
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def _pipelines(name: str):
+    # The pipeline layer imports kfp; the library under src/posttrain never does.
+    return importlib.import_module(f"posttrain.pipelines.{name}")
+
+
+def _run_local(recipe: Recipe, out: Path) -> int:
+    out = out.resolve()
+    recipe = recipe.override(promote={"registry": (out / "registry").as_uri()})
+    report = _pipelines("local").run(recipe, out)
+    print()
+    print(format_stages(report))
+    print()
+    gate = report["gate"]
+    print(f"gate: {'PASS' if gate['passed'] else 'REFUSED'}" + "".join(f"\n  - {r}" for r in gate["reasons"]))
+    print(f"report: {out / 'report.json'}  {out / 'report.md'}")
+    return 0
+
+
+def _key_numbers(summary: dict) -> str:
+    shown = []
+    for key, value in summary.items():
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool) or key == "passed":
+            shown.append(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}")
+        elif key == "rows":
+            shown.append("rows=" + "/".join(f"{k}:{v}" for k, v in value.items()))
+    return ", ".join(shown)[:90]
+
+
+def format_stages(report: dict) -> str:
+    lines = [f"{'stage':<11}{'seconds':>8}  key numbers"]
+    for stage in report.get("stages", []):
+        seconds = "" if stage["seconds"] is None else f"{stage['seconds']:.0f}"
+        lines.append(f"{stage['stage']:<11}{seconds:>8}  {_key_numbers(stage['summary'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="posttrain", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the whole pipeline locally on the tiny recipe")
+    demo.add_argument("--out", type=Path, default=Path("demo-run"), help="run directory (default: demo-run)")
+    run = commands.add_parser("run", help="run a recipe")
+    run.add_argument("recipe", type=Path)
+    run.add_argument("--local", action="store_true", required=True, help="execute with kfp.local on this machine")
+    run.add_argument("--out", type=Path, default=Path("run"), help="run directory (default: run)")
+    comp = commands.add_parser("compile", help="compile the pipeline IR for a recipe")
+    comp.add_argument("recipe", type=Path, nargs="?", default=RECIPES / "tulu3-8b.yaml")
+    comp.add_argument("--output", type=Path, default=None, help="default: pipelines/tulu3.yaml")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _run_local(load(RECIPES / "tiny.yaml"), args.out)
+        if args.command == "run":
+            return _run_local(load(args.recipe), args.out)
+        tulu3 = _pipelines("tulu3")
+        path = tulu3.compile(load(args.recipe), args.output or tulu3.IR)
+        print(f"compile: wrote {path}")
+        return 0
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Persona-templated arithmetic word problems with verifiable answers, in several languages.
+
+The response works the sum column by column, right to left, writing every carry or borrow
+(`7+5+0=12, 4+8+1=13, ...`): a tiny model cannot add three-digit numbers in one step, but it can learn
+one column at a time. The final line is `The answer is N.` in the row's language, which the number
+verifier reads.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+from posttrain.data.personas import PERSONAS
+
+# {name}, {persona} (who they are), {a}, {b}, {item} (what they count)
+QUESTIONS: dict[str, dict[str, str]] = {
+    "en": {
+        "add": "{name} is {persona}. {name} has {a} {item} and gets {b} more. How many {item} are there now?",
+        "sub": "{name} is {persona}. {name} has {a} {item} and gives away {b}. How many {item} are left?",
+    },
+    "de": {
+        "add": "{name} ist {persona}. {name} hat {a} {item} und bekommt {b} dazu. Wie viele {item} sind es jetzt?",
+        "sub": "{name} ist {persona}. {name} hat {a} {item} und gibt {b} ab. Wie viele {item} bleiben?",
+    },
+    "fr": {
+        "add": "{name} est {persona}. {name} a {a} {item} et en reçoit {b} de plus. Combien de {item} y a-t-il ?",
+        "sub": "{name} est {persona}. {name} a {a} {item} et en donne {b}. Combien de {item} reste-t-il ?",
+    },
+    "es": {
+        "add": "{name} es {persona}. {name} tiene {a} {item} y recibe {b} más. ¿Cuántos {item} hay ahora?",
+        "sub": "{name} es {persona}. {name} tiene {a} {item} y regala {b}. ¿Cuántos {item} quedan?",
+    },
+    "it": {
+        "add": "{name} è {persona}. {name} ha {a} {item} e ne riceve altri {b}. Quanti {item} ci sono ora?",
+        "sub": "{name} è {persona}. {name} ha {a} {item} e ne regala {b}. Quanti {item} restano?",
+    },
+    "pt": {
+        "add": "{name} é {persona}. {name} tem {a} {item} e recebe mais {b}. Quantos {item} há agora?",
+        "sub": "{name} é {persona}. {name} tem {a} {item} e dá {b}. Quantos {item} restam?",
+    },
+}
+ANSWER = {
+    "en": "The answer is {n}.",
+    "de": "Die Antwort ist {n}.",
+    "fr": "La réponse est {n}.",
+    "es": "La respuesta es {n}.",
+    "it": "La risposta è {n}.",
+    "pt": "A resposta é {n}.",
+}
+
+
+def scratchpad(a: int, b: int, operation: str) -> str:
+    """Column-by-column working, least significant digit first, with every carry or borrow written out."""
+    width = max(len(str(a)), len(str(b)))
+    xs, ys = str(a).zfill(width)[::-1], str(b).zfill(width)[::-1]
+    steps, carry = [], 0
+    for x, y in zip(map(int, xs), map(int, ys)):
+        if operation == "add":
+            total = x + y + carry
+            steps.append(f"{x}+{y}+{carry}={total}")
+            carry = total // 10
+        else:
+            top = x if x - y - carry >= 0 else x + 10
+            steps.append(f"{top}-{y}-{carry}={top - y - carry}")
+            carry = 1 if top != x else 0
+    return ", ".join(steps)
+
+
+def problem(rng: random.Random, digits: int, operation: str, language: str) -> dict:
+    """One RLVR-format row: `messages` (the user turn), `ground_truth` and `dataset`."""
+    low, high = 10 ** (digits - 1), 10**digits - 1
+    a, b = rng.randint(low, high), rng.randint(low, high)
+    if operation == "sub" and b > a:
+        a, b = b, a
+    persona = rng.choice(PERSONAS)
+    role, item = persona[language]
+    question = QUESTIONS[language][operation].format(name=persona["name"], persona=role, item=item, a=a, b=b)
+    answer = a + b if operation == "add" else a - b
+    solution = f"{scratchpad(a, b, operation)}. {ANSWER[language].format(n=answer)}"
+    return {
+        "messages": [{"role": "user", "content": question}],
+        "ground_truth": str(answer),
+        "dataset": "arithmetic",
+        "solution": solution,
+        "language": language,
+    }
+
+
+def problems(seed: int, count: int, digits: int, operations, languages) -> Iterator[dict]:
+    rng = random.Random(seed)
+    for _ in range(count):
+        yield problem(rng, digits, rng.choice(operations), rng.choice(languages))

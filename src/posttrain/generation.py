@@ -1,0 +1,49 @@
+"""Batched generation with transformers on CPU (vLLM takes this role on GPU)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def load(path: str, trust_remote_code: bool = False):
+    """Model and tokenizer from a `save_pretrained` directory or Hub name, ready for generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model.eval()
+    return model, tokenizer
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, conversations: Sequence[list[dict]], max_new_tokens: int, batch_size: int,
+             num_samples: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
+    """`num_samples` completions per conversation (greedy when temperature is 0), in input order.
+
+    Prompts are sorted by length before batching so that little padding is computed.
+    """
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    results: list[list[str]] = [[] for _ in prompts]
+    torch.manual_seed(seed)
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt", padding_side="left")
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=num_samples,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **sampling,
+        )
+        texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        for k, index in enumerate(batch):
+            results[index] = texts[k * num_samples : (k + 1) * num_samples]
+    return results

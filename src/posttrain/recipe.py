@@ -1,0 +1,196 @@
+"""The recipe: one typed, validated description of a post-training run.
+
+This module is the only place defaults live. Every section is a frozen pydantic model that forbids unknown
+keys, so a typo in a recipe is an error naming the field instead of a silently ignored setting.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+STAGES = ("data", "sft", "preference", "dpo", "rlvr", "eval", "promote")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the field."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class TinyModel(Section):
+    """Shape of the from-scratch Llama used by the local demo (about 1M parameters)."""
+
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(4, gt=0)
+    num_heads: int = Field(4, gt=0)
+    intermediate_size: int = Field(512, gt=0)
+    vocab_size: int = Field(512, ge=300)  # BPE vocabulary, trained on the synthetic corpus
+    max_positions: int = Field(256, gt=0)  # tokens
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> "TinyModel":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        return self
+
+
+class ModelSection(Section):
+    base: str = "tiny"  # "tiny" builds a model from scratch; otherwise a local path or a Hugging Face Hub name
+    trust_remote_code: bool = False
+    tiny: TinyModel = TinyModel()
+
+
+class DataSection(Section):
+    seed: int = 0
+    sft_rows: int = Field(20_000, gt=0)  # synthetic SFT conversations
+    preference_prompts: int = Field(1_000, ge=0)  # prompts the preference stage samples on
+    rlvr_prompts: int = Field(2_000, ge=0)  # prompts with ground truth for RLVR
+    heldout_rows: int = Field(500, gt=0)  # evaluation items, never trained on
+    digits: int = Field(3, ge=1, le=6)  # operand size of the arithmetic word problems
+    operations: tuple[Literal["add", "sub"], ...] = Field(("add", "sub"), min_length=1)
+    languages: tuple[Literal["en", "de", "fr", "es", "it", "pt"], ...] = Field(
+        ("en", "de", "fr", "es", "it"), min_length=1
+    )
+
+
+class SFTSection(Section):
+    learning_rate: float = Field(3e-3, gt=0)  # peak, after warmup
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup: float = Field(50, ge=0)  # optimizer steps when >= 1, fraction of all steps when < 1
+    epochs: float = Field(2.0, gt=0)
+    batch_size: int = Field(64, gt=0)  # sequences per device per step
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_length: int = Field(256, gt=0)  # tokens; longer conversations are truncated
+    packing: bool = False
+    seed: int = 0
+
+
+class PreferenceSection(Section):
+    samples_per_prompt: int = Field(4, ge=2)  # completions sampled from the policy per prompt
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(64, gt=0)  # per completion
+    batch_size: int = Field(128, gt=0)  # prompts per generate call
+    judge: Literal["verifier"] = "verifier"  # chosen = verified right, rejected = wrong; no contrast, no pair
+    heldout_fraction: float = Field(0.1, ge=0, lt=1)  # pairs kept aside to measure the DPO margin
+    seed: int = 0
+
+
+class DPOSection(Section):
+    loss_type: Literal["sigmoid", "sigmoid_norm", "ipo", "hinge"] = "sigmoid_norm"  # sigmoid_norm: length-normalised
+    beta: float = Field(0.1, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)  # peak, after warmup
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup: float = Field(0.1, ge=0)  # optimizer steps when >= 1, fraction of all steps when < 1
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(32, gt=0)  # pairs per device per step
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_length: int = Field(256, gt=0)  # tokens, prompt + completion
+    seed: int = 0
+
+
+class RLVRSection(Section):
+    algorithm: Literal["grpo"] = "grpo"  # PPO, Tülu 3's own algorithm, is issue 6
+    learning_rate: float = Field(5e-5, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant"
+    beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
+    num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group)
+    batch_size: int = Field(64, gt=0)  # completions per optimizer step, a multiple of num_generations
+    max_steps: int = Field(80, gt=0)  # optimizer steps
+    temperature: float = Field(1.0, gt=0)
+    max_completion_length: int = Field(90, gt=0)  # tokens
+    verified_reward: float = Field(1.0, gt=0)  # reward for a verified answer (Tülu 3 PPO used 10)
+    no_eos_penalty: float = Field(0.0, le=0)  # added when a completion never ends (Tülu 3 PPO used -10)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _groups_fill_batches(self) -> "RLVRSection":
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of num_generations {self.num_generations}")
+        return self
+
+
+class EvalSection(Section):
+    max_new_tokens: int = Field(64, gt=0)  # per held-out item, greedy
+    batch_size: int = Field(128, gt=0)  # prompts per generate call
+
+
+class PromoteSection(Section):
+    min_accuracy: dict[str, float] = Field(default_factory=lambda: {"arithmetic": 0.25})  # per benchmark, 0..1
+    min_gain_over_base: float = Field(0.0, ge=-1, le=1)  # candidate minus base model accuracy, per benchmark
+    registry: str = "file://./registry"  # fsspec URL of the model registry
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "PromoteSection":
+        for name, value in self.min_accuracy.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"min_accuracy.{name} must be within [0, 1], got {value}")
+        return self
+
+
+class Recipe(Section):
+    name: str = Field(min_length=1)
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    sft: SFTSection = SFTSection()
+    preference: PreferenceSection = PreferenceSection()
+    dpo: DPOSection = DPOSection()
+    rlvr: RLVRSection = RLVRSection()
+    eval: EvalSection = EvalSection()
+    promote: PromoteSection = PromoteSection()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def digest(self) -> str:
+        """Content hash of the fully resolved recipe (defaults included), for lineage."""
+        return hashlib.sha256(self.to_yaml().encode()).hexdigest()
+
+    def override(self, **sections: dict[str, Any]) -> "Recipe":
+        """A copy with some fields of some sections replaced, validated again."""
+        data = self.model_dump(mode="json")
+        for section, values in sections.items():
+            data[section] = {**data.get(section, {}), **values}
+        return parse(data, source="override")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in error and not isinstance(error["input"], dict):
+        message += f", got {error['input']!r}"
+    return f"recipe.{where}: {message}" if where else f"recipe: {message}"
+
+
+def parse(data: Any, source: str = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise RecipeError(f"{source}: " + "; ".join(lines)) from None
+
+
+def loads(text: str, source: str = "recipe") -> Recipe:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{source}: not valid YAML: {exc}") from None
+    return parse(data, source)
+
+
+def load(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from None
+    return loads(text, source=str(path))

@@ -1,0 +1,43 @@
+"""base stage: the model post-training starts from.
+
+`model.base: tiny` builds a ~1M-parameter Llama and its tokenizer from the data stage's corpus; anything else
+is a local path or Hub name, copied into the stage output with `save_pretrained` so the run's lineage
+holds the exact weights it started from.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from posttrain.recipe import Recipe
+from posttrain.stages.data import FILES
+from posttrain.store import read_jsonl, seal
+
+
+def _corpus(data_dir: Path):
+    for name in ("sft", "rlvr", "preference"):
+        for row in read_jsonl(data_dir / FILES[name]):
+            for message in row["messages"]:
+                yield message["content"]
+
+
+def run(recipe: Recipe, data_dir: str | Path, out_dir: str | Path) -> dict:
+    start = time.perf_counter()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if recipe.model.base == "tiny":
+        from posttrain.models.tiny import build
+
+        parameters = build(_corpus(data_dir), recipe.model.tiny, out_dir, seed=recipe.data.seed)
+    else:
+        from posttrain.generation import load
+
+        model, tokenizer = load(recipe.model.base, trust_remote_code=recipe.model.trust_remote_code)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        parameters = model.num_parameters()
+    summary = {"source": recipe.model.base, "parameters": parameters}
+    seconds = time.perf_counter() - start
+    seal(out_dir, "base", recipe.digest(), inputs={"data": data_dir}, summary=summary, seconds=seconds)
+    print(f"base: {parameters:,} parameters from {recipe.model.base!r} saved to {out_dir} in {seconds:.1f}s")
+    return summary

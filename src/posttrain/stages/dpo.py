@@ -1,0 +1,73 @@
+"""dpo stage: TRL DPOTrainer with the length-normalised loss, the SFT model as (frozen) reference.
+
+Reports the chosen-vs-rejected log-prob margin on held-out pairs before and after training.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from posttrain.logprobs import preference_margin
+from posttrain.recipe import Recipe
+from posttrain.stages.sft import has_gpu
+from posttrain.store import read_jsonl, seal
+
+
+def trainer_config(recipe: Recipe, out_dir: Path):
+    from trl import DPOConfig
+
+    cfg = recipe.dpo
+    return DPOConfig(
+        output_dir=str(out_dir / "trainer"),
+        loss_type=[cfg.loss_type],
+        beta=cfg.beta,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        precompute_ref_log_probs=True,  # the reference is frozen: score it once, not every step
+        seed=cfg.seed,
+        save_strategy="no",
+        logging_steps=10,
+        report_to="none",
+        use_cpu=not has_gpu(),
+        bf16=has_gpu(),
+    )
+
+
+def to_trl(pair: dict) -> dict:
+    """Tülu rows (full conversations) to TRL's explicit-prompt conversational format."""
+    return {"prompt": pair["chosen"][:-1], "chosen": pair["chosen"][-1:], "rejected": pair["rejected"][-1:]}
+
+
+def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: str | Path) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOTrainer
+
+    start = time.perf_counter()
+    policy_dir, pairs_dir, out_dir = Path(policy_dir), Path(pairs_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trust = recipe.model.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
+    train = Dataset.from_list([to_trl(p) for p in read_jsonl(pairs_dir / "pairs.jsonl")])
+    heldout = read_jsonl(pairs_dir / "heldout_pairs.jsonl")
+    margin_before = preference_margin(model.eval(), tokenizer, heldout)
+    trainer = DPOTrainer(model=model, args=trainer_config(recipe, out_dir), train_dataset=train,
+                         processing_class=tokenizer)
+    result = trainer.train()
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(out_dir)
+    margin_after = preference_margin(trainer.model.eval(), tokenizer, heldout)
+    summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),
+               "heldout_margin_before": round(margin_before, 4), "heldout_margin_after": round(margin_after, 4)}
+    seconds = time.perf_counter() - start
+    seal(out_dir, "dpo", recipe.digest(), inputs={"policy": policy_dir, "pairs": pairs_dir}, summary=summary,
+         seconds=seconds)
+    print(f"dpo: {summary['steps']} steps on {len(train)} pairs; held-out margin "
+          f"{margin_before:.3f} -> {margin_after:.3f}; saved to {out_dir} in {seconds:.0f}s")
+    return summary

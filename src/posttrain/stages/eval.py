@@ -1,0 +1,68 @@
+"""eval stage: every model on the same held-out items, greedy, scored by the row's verifier.
+
+Writes `scores.json`: per benchmark, per model the score, n and a bootstrap 95% confidence interval,
+plus per-language scores and a few sample completions.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from posttrain.recipe import Recipe
+from posttrain.stages.data import FILES
+from posttrain.store import read_jsonl, seal, write_json
+from posttrain.verifiers import verify
+
+BENCHMARK = "arithmetic"  # the synthetic held-out set; the benchmark registry adds real ones (issue 7)
+
+
+def bootstrap_ci(outcomes: list[float], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean, resampling items with replacement."""
+    if not outcomes:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    n = len(outcomes)
+    means = sorted(sum(rng.choices(outcomes, k=n)) / n for _ in range(resamples))
+    return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+
+
+def score_model(recipe: Recipe, model_dir: Path, rows: list[dict]) -> dict:
+    from posttrain.generation import generate, load
+
+    model, tokenizer = load(str(model_dir), trust_remote_code=recipe.model.trust_remote_code)
+    completions = [c[0] for c in generate(model, tokenizer, [r["messages"] for r in rows],
+                                          recipe.eval.max_new_tokens, recipe.eval.batch_size)]
+    outcomes = verify(completions, dataset=[r["dataset"] for r in rows], ground_truth=[r["ground_truth"] for r in rows])
+    by_language = defaultdict(list)
+    for row, outcome in zip(rows, outcomes):
+        by_language[row.get("language", "en")].append(outcome)
+    low, high = bootstrap_ci(outcomes)
+    return {
+        "score": sum(outcomes) / len(outcomes),
+        "n": len(outcomes),
+        "ci95": [low, high],
+        "languages": {lang: {"score": sum(v) / len(v), "n": len(v)} for lang, v in sorted(by_language.items())},
+        "outcomes": outcomes,
+        "samples": [{"prompt": rows[i]["messages"][-1]["content"], "completion": completions[i],
+                     "ground_truth": rows[i]["ground_truth"], "correct": bool(outcomes[i])} for i in range(3)],
+    }
+
+
+def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out_dir: str | Path) -> dict:
+    """Score `models` (label -> directory, in pipeline order; the last one is the candidate)."""
+    start = time.perf_counter()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = read_jsonl(data_dir / FILES["heldout"])
+    results = {}
+    for label, model_dir in models.items():
+        results[label] = score_model(recipe, Path(model_dir), rows)
+        print(f"eval: {label}: {BENCHMARK} {results[label]['score']:.3f} (n={len(rows)})")
+    scores = {"candidate": list(models)[-1], "models": list(models), "benchmarks": {BENCHMARK: results}}
+    write_json(out_dir / "scores.json", scores)
+    seconds = time.perf_counter() - start
+    summary = {label: round(r["score"], 4) for label, r in results.items()}
+    seal(out_dir, "eval", recipe.digest(), inputs={"data": data_dir, **models}, summary=summary, seconds=seconds)
+    return scores

@@ -1,0 +1,92 @@
+"""rlvr stage: reinforcement learning with verifiable rewards through TRL's GRPOTrainer.
+
+The reward is the verifier's verdict for the row's `dataset` (scaled by `verified_reward`), plus
+`no_eos_penalty` for completions that never end.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from posttrain.recipe import Recipe
+from posttrain.stages.data import FILES
+from posttrain.stages.sft import has_gpu
+from posttrain.store import seal
+from posttrain.verifiers import verify
+
+
+def _text(completion) -> str:
+    # Conversational rows give completions as message lists; plain rows as strings.
+    return completion[-1]["content"] if isinstance(completion, list) else completion
+
+
+def make_reward(recipe: Recipe, eos_token_id: int):
+    """A TRL reward function: `(completions, **row_fields) -> list[float]`."""
+    cfg = recipe.rlvr
+
+    def verifiable_reward(completions, dataset, ground_truth, completion_ids=None, **_) -> list[float]:
+        scores = verify([_text(c) for c in completions], dataset=dataset, ground_truth=ground_truth)
+        rewards = [cfg.verified_reward * s for s in scores]
+        if cfg.no_eos_penalty and completion_ids is not None:
+            rewards = [r + (cfg.no_eos_penalty if eos_token_id not in ids else 0.0)
+                       for r, ids in zip(rewards, completion_ids)]
+        return rewards
+
+    return verifiable_reward
+
+
+def trainer_config(recipe: Recipe, out_dir: Path):
+    from trl import GRPOConfig
+
+    cfg = recipe.rlvr
+    return GRPOConfig(
+        output_dir=str(out_dir / "trainer"),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        beta=cfg.beta,
+        num_generations=cfg.num_generations,
+        per_device_train_batch_size=cfg.batch_size,
+        max_steps=cfg.max_steps,
+        temperature=cfg.temperature,
+        max_completion_length=cfg.max_completion_length,
+        seed=cfg.seed,
+        save_strategy="no",
+        logging_steps=10,
+        report_to="none",
+        use_cpu=not has_gpu(),
+        bf16=has_gpu(),
+    )
+
+
+def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    start = time.perf_counter()
+    policy_dir, data_dir, out_dir = Path(policy_dir), Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trust = recipe.model.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
+    dataset = load_dataset("json", data_files=str(data_dir / FILES["rlvr"]), split="train")
+    dataset = dataset.rename_column("messages", "prompt").select_columns(["prompt", "ground_truth", "dataset"])
+    trainer = GRPOTrainer(model=model, reward_funcs=make_reward(recipe, tokenizer.eos_token_id),
+                          args=trainer_config(recipe, out_dir), train_dataset=dataset, processing_class=tokenizer)
+    result = trainer.train()
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(out_dir)
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    summary = {
+        "algorithm": recipe.rlvr.algorithm,
+        "steps": result.global_step,
+        "reward_first": round(history[0]["reward"], 4) if history else None,
+        "reward_last": round(history[-1]["reward"], 4) if history else None,
+        "log": [{k: h[k] for k in ("step", "reward", "kl", "completions/mean_length") if k in h} for h in history],
+    }
+    seconds = time.perf_counter() - start
+    seal(out_dir, "rlvr", recipe.digest(), inputs={"policy": policy_dir, "data": data_dir}, summary=summary,
+         seconds=seconds)
+    print(f"rlvr: {recipe.rlvr.algorithm} {summary['steps']} steps, reward {summary['reward_first']} -> "
+          f"{summary['reward_last']}; saved to {out_dir} in {seconds:.0f}s")
+    return summary

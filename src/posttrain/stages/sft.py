@@ -1,0 +1,65 @@
+"""sft stage: supervised fine-tuning with TRL's SFTTrainer, loss on the assistant's tokens only."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from posttrain.recipe import Recipe
+from posttrain.stages.data import FILES
+from posttrain.store import seal
+
+
+def trainer_config(recipe: Recipe, out_dir: Path):
+    from trl import SFTConfig
+
+    cfg = recipe.sft
+    return SFTConfig(
+        output_dir=str(out_dir / "trainer"),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        assistant_only_loss=True,
+        seed=cfg.seed,
+        save_strategy="no",
+        logging_steps=25,
+        report_to="none",
+        use_cpu=not has_gpu(),
+        bf16=has_gpu(),
+    )
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    start = time.perf_counter()
+    base_dir, data_dir, out_dir = Path(base_dir), Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trust = recipe.model.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, trust_remote_code=trust)
+    dataset = load_dataset("json", data_files=str(data_dir / FILES["sft"]), split="train")
+    dataset = dataset.select_columns(["messages"])
+    trainer = SFTTrainer(model=model, args=trainer_config(recipe, out_dir), train_dataset=dataset,
+                         processing_class=tokenizer)
+    result = trainer.train()
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(out_dir)
+    summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "rows": len(dataset)}
+    seconds = time.perf_counter() - start
+    seal(out_dir, "sft", recipe.digest(), inputs={"base": base_dir, "data": data_dir}, summary=summary,
+         seconds=seconds)
+    print(f"sft: {summary['steps']} steps, loss {summary['train_loss']}, model saved to {out_dir} in {seconds:.0f}s")
+    return summary

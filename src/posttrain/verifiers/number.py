@@ -1,0 +1,25 @@
+"""GSM8K-style verifier: the last number in the completion must equal the ground truth."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_number(text: str) -> Decimal | None:
+    """The last number written in `text` (thousands separators allowed), or None."""
+    for match in reversed(_NUMBER.findall(text)):
+        try:
+            return Decimal(match.replace(",", ""))
+        except InvalidOperation:
+            continue
+    return None
+
+
+def number_reward(completions: list[str], ground_truth: list[str], **_: object) -> list[float]:
+    scores = []
+    for completion, truth in zip(completions, ground_truth, strict=True):
+        got, want = final_number(completion), final_number(str(truth))
+        scores.append(1.0 if got is not None and want is not None and got == want else 0.0)
+    return scores
