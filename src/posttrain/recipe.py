@@ -78,6 +78,7 @@ class PreferenceSection(Section):
     batch_size: int = Field(128, gt=0)  # prompts per generate call
     judge: Literal["verifier"] = "verifier"  # chosen = verified right, rejected = wrong; no contrast, no pair
     heldout_fraction: float = Field(0.1, ge=0, lt=1)  # pairs kept aside to measure the DPO margin
+    include_reference: bool = False  # add the data's reference solution as an off-policy completion
     seed: int = 0
 
 

@@ -48,6 +48,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     model, tokenizer = load(str(policy_dir), trust_remote_code=recipe.model.trust_remote_code)
     completions = generate(model, tokenizer, [r["messages"] for r in rows], cfg.max_new_tokens, cfg.batch_size,
                            num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=cfg.seed)
+    if cfg.include_reference:  # off-policy: the reference solution joins the on-policy samples
+        completions = [samples + [row["solution"]] for samples, row in zip(completions, rows, strict=True)]
     rng = random.Random(cfg.seed)
     pairs, skipped = verifier_pairs(rows, completions, rng)
     rng.shuffle(pairs)
@@ -58,7 +60,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     def length(side: str) -> float:
         return round(mean(len(p[side][-1]["content"]) for p in pairs), 1) if pairs else 0.0
 
-    report = {"prompts": len(rows), "samples": len(rows) * cfg.samples_per_prompt, "pairs": len(pairs) - held,
+    report = {"prompts": len(rows), "samples": sum(map(len, completions)), "pairs": len(pairs) - held,
               "heldout_pairs": held, "skipped_no_contrast": skipped, "judge": cfg.judge,
               "chosen_chars": length("chosen"), "rejected_chars": length("rejected")}
     write_json(out_dir / "report.json", report)

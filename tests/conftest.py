@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import pytest
+
+from posttrain.recipe import load
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def micro_recipe():
+    """The tiny recipe shrunk so every stage runs in seconds (nothing is expected to learn)."""
+    return load(ROOT / "recipes" / "tiny.yaml").override(
+        model={"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+                        "vocab_size": 320, "max_positions": 256}},
+        data={"sft_rows": 64, "preference_prompts": 16, "rlvr_prompts": 16, "heldout_rows": 16},
+        sft={"epochs": 1, "batch_size": 32, "warmup": 0},
+        preference={"samples_per_prompt": 2, "max_new_tokens": 8, "heldout_fraction": 0.25, "include_reference": True},
+        dpo={"batch_size": 8},
+        rlvr={"max_steps": 2, "batch_size": 16, "num_generations": 4, "max_completion_length": 8},
+        eval={"max_new_tokens": 8},
+    )

@@ -1,0 +1,67 @@
+"""The compiled pipeline, end to end through kfp.local, on micro settings."""
+import json
+from pathlib import Path
+
+import pytest
+
+from posttrain.pipelines import local
+from posttrain.store import read_manifest
+
+pytestmark = pytest.mark.e2e
+
+EXPECTED_FILES = {
+    "data": {"sft.jsonl", "preference.jsonl", "rlvr.jsonl", "heldout.jsonl", "report.json"},
+    "base": {"config.json", "model.safetensors", "tokenizer.json"},
+    "sft": {"config.json", "model.safetensors", "tokenizer.json"},
+    "preference": {"pairs.jsonl", "heldout_pairs.jsonl", "report.json"},
+    "dpo": {"config.json", "model.safetensors"},
+    "rlvr": {"config.json", "model.safetensors"},
+    "eval": {"scores.json"},
+    "gate": {"report.json", "report.md"},
+}
+
+
+def _registry_entries(root: Path) -> list[Path]:
+    return sorted(root.rglob("entry.json")) if root.exists() else []
+
+
+def _run(recipe, out: Path) -> dict:
+    recipe = recipe.override(promote={"registry": (out / "registry").as_uri()})
+    return local.run(recipe, out)
+
+
+def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path):
+    recipe = micro_recipe.override(promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0})
+    report = _run(recipe, tmp_path)
+
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert list(stages) == list(EXPECTED_FILES)
+    for stage, files in EXPECTED_FILES.items():
+        manifest = read_manifest(stages[stage]["path"])
+        assert manifest["stage"] == stage
+        assert files <= set(manifest["files"]), f"{stage} is missing {files - set(manifest['files'])}"
+    assert stages["data"]["summary"]["rows"] == {"heldout": 16, "sft": 64, "preference": 16, "rlvr": 16}
+    assert stages["rlvr"]["summary"]["steps"] == 2
+
+    assert report["models"] == ["base", "sft", "dpo", "rlvr"] and report["candidate"] == "rlvr"
+    for label in report["models"]:
+        score = report["benchmarks"]["arithmetic"][label]
+        assert score["n"] == 16 and 0.0 <= score["score"] <= 1.0
+    assert report["gate"]["passed"] and report["gate"]["reasons"] == []
+    assert (tmp_path / "report.md").read_text().startswith("# posttrain report")
+
+    [entry_file] = _registry_entries(tmp_path / "registry")
+    entry = json.loads(entry_file.read_text())
+    assert entry["model_sha256"] == read_manifest(stages["rlvr"]["path"])["sha256"]
+    assert (entry_file.parent / "model" / "model.safetensors").is_file()
+
+
+def test_failing_gate_skips_promotion_and_keeps_the_report(micro_recipe, tmp_path):
+    recipe = micro_recipe.override(promote={"min_accuracy": {"arithmetic": 1.0}})
+    report = _run(recipe, tmp_path)
+
+    assert not report["gate"]["passed"]
+    assert any(reason.startswith("arithmetic: rlvr scored") for reason in report["gate"]["reasons"])
+    assert "REFUSED" in (tmp_path / "report.md").read_text()
+    assert _registry_entries(tmp_path / "registry") == []
+    assert not list((tmp_path / "kfp").rglob("promote*")), "the promote task must not have run"

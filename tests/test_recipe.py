@@ -1,0 +1,75 @@
+import pytest
+import yaml
+
+from posttrain.recipe import Recipe, RecipeError, load, loads
+
+from conftest import ROOT
+
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+def test_recipes_ship():
+    assert {p.name for p in RECIPES} >= {"tiny.yaml", "tulu3-8b.yaml"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(path):
+    recipe = load(path)
+    assert recipe.name == path.stem
+    # The resolved recipe round-trips through YAML unchanged (what the pipeline parameter carries).
+    assert loads(recipe.to_yaml()) == recipe
+
+
+def test_tulu3_recipe_has_the_paper_hyperparameters():
+    recipe = load(ROOT / "recipes" / "tulu3-8b.yaml")
+    assert recipe.sft.learning_rate == 5e-6 and recipe.sft.epochs == 2 and recipe.sft.max_length == 4096
+    assert recipe.sft.warmup == 0.03 and recipe.sft.batch_size * recipe.sft.gradient_accumulation_steps * 8 == 128
+    assert (recipe.dpo.beta, recipe.dpo.learning_rate, recipe.dpo.loss_type) == (5.0, 5e-7, "sigmoid_norm")
+
+
+def _tiny_with(section: str, **values) -> str:
+    data = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
+    data[section].update(values)
+    return yaml.safe_dump(data)
+
+
+def test_unknown_key_names_the_field():
+    with pytest.raises(RecipeError, match=r"recipe\.sft\.learnig_rate: unknown key"):
+        loads(_tiny_with("sft", learnig_rate=1e-3))
+
+
+def test_unknown_section_names_the_field():
+    with pytest.raises(RecipeError, match=r"recipe\.trainer: unknown key"):
+        loads("name: x\ntrainer: {}\n")
+
+
+def test_negative_learning_rate_names_the_field():
+    with pytest.raises(RecipeError, match=r"recipe\.sft\.learning_rate: .*greater than 0.*-0\.001"):
+        loads(_tiny_with("sft", learning_rate=-1e-3))
+
+
+def test_bad_enum_and_cross_field_checks_name_the_field():
+    with pytest.raises(RecipeError, match=r"recipe\.dpo\.loss_type"):
+        loads(_tiny_with("dpo", loss_type="sigmoidd"))
+    with pytest.raises(RecipeError, match=r"recipe\.rlvr: .*not a multiple of num_generations"):
+        loads(_tiny_with("rlvr", batch_size=60))
+    with pytest.raises(RecipeError, match=r"recipe\.promote: min_accuracy\.arithmetic must be within"):
+        loads(_tiny_with("promote", min_accuracy={"arithmetic": 25}))
+
+
+def test_not_a_mapping_and_bad_yaml_are_clear(tmp_path):
+    with pytest.raises(RecipeError, match="a recipe is a mapping"):
+        loads("- 1\n- 2\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        loads("name: [unclosed\n")
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        load(tmp_path / "missing.yaml")
+
+
+def test_recipe_is_frozen_and_override_revalidates():
+    recipe = Recipe(name="x")
+    with pytest.raises(Exception):
+        recipe.sft.learning_rate = 1.0  # type: ignore[misc]
+    assert recipe.override(sft={"epochs": 3}).sft.epochs == 3
+    with pytest.raises(RecipeError, match=r"recipe\.sft\.epochs"):
+        recipe.override(sft={"epochs": 0})
