@@ -1,7 +1,7 @@
 """The components. Bodies run in the stage's image, so they import what they need inside the function."""
 # ruff: noqa: A001  (`eval` is the stage's name everywhere, as DESIGN.md asks)
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from posttrain.components.images import IMAGES
 
@@ -78,7 +78,8 @@ def eval(recipe: str, dataset: Input[Dataset], base_model: Input[Model], sft_mod
 
 
 @dsl.component(base_image=IMAGES["promote"], install_kfp_package=False)
-def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary: Output[Markdown]) -> bool:
+def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary: Output[Markdown],
+         page: Output[HTML]) -> bool:
     """Apply the recipe's thresholds; the report (scores, decision, reasons) is kept whatever the verdict."""
     import shutil
 
@@ -87,6 +88,7 @@ def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary
 
     result = stage.decide(loads(recipe), scores.path, report.path)
     shutil.copyfile(f"{report.path}/report.md", summary.path)
+    shutil.copyfile(f"{report.path}/report.html", page.path)
     return result["gate"]["passed"]
 
 

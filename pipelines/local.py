@@ -2,31 +2,31 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from kfp import local
 
 from posttrain.pipelines import tulu3
 from posttrain.recipe import Recipe
+from posttrain.report import render_html, render_markdown
 from posttrain.store import MANIFEST
 
 ORDER = ("data", "base", "sft", "preference", "dpo", "rlvr", "eval", "gate")
 
 
 def run(recipe: Recipe, out_dir: str | Path) -> dict:
-    """Execute the whole pipeline; leave `report.json`, `report.md` and the KFP outputs in `out_dir`."""
+    """Execute the whole pipeline; leave `report.{json,md,html}` (with stage times) and the KFP outputs in `out_dir`."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out_dir / "kfp"),
                raise_on_error=True)
     task = tulu3.build(recipe)(recipe=recipe.to_yaml())
     report_dir = Path(task.output.path)
-    for name in ("report.json", "report.md"):
-        shutil.copyfile(report_dir / name, out_dir / name)
-    report = json.loads((out_dir / "report.json").read_text())
+    report = json.loads((report_dir / "report.json").read_text())
     report["stages"] = stage_summaries(report_dir.parents[1])
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.md").write_text(render_markdown(report))
+    (out_dir / "report.html").write_text(render_html(report))
     return report
 
 

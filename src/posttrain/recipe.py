@@ -85,6 +85,9 @@ class PreferenceSection(Section):
 class DPOSection(Section):
     loss_type: Literal["sigmoid", "sigmoid_norm", "ipo", "hinge"] = "sigmoid_norm"  # sigmoid_norm: length-normalised
     beta: float = Field(0.1, gt=0)
+    # Weight of an NLL term on the chosen completion (RPO / iterative RPO). Without it DPO lowers the
+    # likelihood of right answers too, which costs accuracy on reasoning tasks; 0 turns it off.
+    sft_weight: float = Field(0.0, ge=0)
     learning_rate: float = Field(1e-4, gt=0)  # peak, after warmup
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup: float = Field(0.1, ge=0)  # optimizer steps when >= 1, fraction of all steps when < 1

@@ -17,9 +17,11 @@ def trainer_config(recipe: Recipe, out_dir: Path):
     from trl import DPOConfig
 
     cfg = recipe.dpo
+    losses = {cfg.loss_type: 1.0, **({"sft": cfg.sft_weight} if cfg.sft_weight else {})}
     return DPOConfig(
         output_dir=str(out_dir / "trainer"),
-        loss_type=[cfg.loss_type],
+        loss_type=list(losses),
+        loss_weights=list(losses.values()),
         beta=cfg.beta,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,

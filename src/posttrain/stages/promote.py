@@ -11,7 +11,7 @@ from pathlib import Path
 import fsspec
 
 from posttrain.recipe import Recipe
-from posttrain.report import render_markdown
+from posttrain.report import render_html, render_markdown
 from posttrain.store import read_manifest, seal, write_json
 
 
@@ -39,7 +39,7 @@ def gate(recipe: Recipe, scores: dict) -> dict:
 
 
 def decide(recipe: Recipe, eval_dir: str | Path, out_dir: str | Path) -> dict:
-    """Gate the eval scores; write `report.json` and `report.md` (scores + decision) into `out_dir`."""
+    """Gate the eval scores; write `report.json`, `report.md` and `report.html` (scores + decision)."""
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     read_manifest(eval_dir)
@@ -58,6 +58,7 @@ def decide(recipe: Recipe, eval_dir: str | Path, out_dir: str | Path) -> dict:
     }
     write_json(out_dir / "report.json", report)
     (out_dir / "report.md").write_text(render_markdown(report))
+    (out_dir / "report.html").write_text(render_html(report))
     seal(out_dir, "gate", recipe.digest(), inputs={"eval": eval_dir},
          summary={"passed": decision["passed"], "reasons": decision["reasons"]})
     verdict = "PASS" if decision["passed"] else "REFUSED: " + "; ".join(decision["reasons"])
