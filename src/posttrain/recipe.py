@@ -59,6 +59,11 @@ class DataSection(Section):
     )
 
 
+class Checkpoints(Section):
+    every: int = Field(0, ge=0)  # optimizer steps between checkpoints; 0: only when the pod is told to stop
+    keep: int = Field(2, ge=1)  # newest checkpoints kept; older ones are deleted
+
+
 class SFTSection(Section):
     learning_rate: float = Field(3e-3, gt=0)  # peak, after warmup
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
@@ -69,6 +74,7 @@ class SFTSection(Section):
     max_length: int = Field(256, gt=0)  # tokens; longer conversations are truncated
     packing: bool = False
     seed: int = 0
+    checkpoints: Checkpoints = Checkpoints()
 
 
 class PreferenceSection(Section):

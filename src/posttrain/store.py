@@ -27,6 +27,16 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_digests(directory: str | Path, skip: set[str] = frozenset()) -> dict[str, dict]:
+    """Size and sha256 of every file under `directory` (hidden files and `skip` names excluded)."""
+    directory = Path(directory)
+    return {
+        str(path.relative_to(directory)): {"bytes": path.stat().st_size, "sha256": sha256(path)}
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name not in skip and not path.name.startswith(".")
+    }
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically: a temporary name in the same directory, then rename."""
     path = Path(path)
@@ -67,11 +77,7 @@ def seal(out_dir: str | Path, stage: str, recipe_digest: str, inputs: dict[str, 
          summary: dict[str, Any] | None = None, seconds: float | None = None) -> dict:
     """Write the manifest of a finished stage output; call it last."""
     out_dir = Path(out_dir)
-    files = {
-        str(path.relative_to(out_dir)): {"bytes": path.stat().st_size, "sha256": sha256(path)}
-        for path in sorted(out_dir.rglob("*"))
-        if path.is_file() and path.name != MANIFEST and not path.name.startswith(".")
-    }
+    files = file_digests(out_dir, skip={MANIFEST})
     manifest = {
         "stage": stage,
         "recipe_sha256": recipe_digest,

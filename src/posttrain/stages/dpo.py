@@ -7,10 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain.data.formats import read_rows
 from posttrain.logprobs import preference_margin
 from posttrain.recipe import Recipe
 from posttrain.stages.sft import has_gpu
-from posttrain.store import read_jsonl, seal
+from posttrain.store import seal
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -56,8 +57,8 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
-    train = Dataset.from_list([to_trl(p) for p in read_jsonl(pairs_dir / "pairs.jsonl")])
-    heldout = read_jsonl(pairs_dir / "heldout_pairs.jsonl")
+    train = Dataset.from_list([to_trl(p) for p in read_rows(pairs_dir / "pairs.jsonl", "preference")])
+    heldout = read_rows(pairs_dir / "heldout_pairs.jsonl", "preference")
     margin_before = preference_margin(model.eval(), tokenizer, heldout)
     trainer = DPOTrainer(model=model, args=trainer_config(recipe, out_dir), train_dataset=train,
                          processing_class=tokenizer)

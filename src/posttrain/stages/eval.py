@@ -10,9 +10,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
-from posttrain.store import read_jsonl, seal, write_json
+from posttrain.store import seal, write_json
 from posttrain.verifiers import verify
 
 BENCHMARK = "arithmetic"  # the synthetic held-out set; the benchmark registry adds real ones (issue 7)
@@ -55,7 +56,7 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     start = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = read_jsonl(data_dir / FILES["heldout"])
+    rows = read_rows(data_dir / FILES["heldout"], "rlvr")
     results = {}
     for label, model_dir in models.items():
         results[label] = score_model(recipe, Path(model_dir), rows)

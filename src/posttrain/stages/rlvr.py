@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.stages.sft import has_gpu
@@ -59,7 +60,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
 
 
 def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
-    from datasets import load_dataset
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
@@ -69,8 +70,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
-    dataset = load_dataset("json", data_files=str(data_dir / FILES["rlvr"]), split="train")
-    dataset = dataset.rename_column("messages", "prompt").select_columns(["prompt", "ground_truth", "dataset"])
+    dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
+                                 for r in read_rows(data_dir / FILES["rlvr"], "rlvr")])
     trainer = GRPOTrainer(model=model, reward_funcs=make_reward(recipe, tokenizer.eos_token_id),
                           args=trainer_config(recipe, out_dir), train_dataset=dataset, processing_class=tokenizer)
     result = trainer.train()

@@ -4,9 +4,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.store import seal
+from posttrain.training import Checkpointing, Preempted, discard_checkpoints, guarded, latest_complete
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -25,7 +27,9 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         packing=cfg.packing,
         assistant_only_loss=True,
         seed=cfg.seed,
-        save_strategy="no",
+        save_strategy="steps" if cfg.checkpoints.every else "no",
+        save_steps=cfg.checkpoints.every or None,
+        save_total_limit=cfg.checkpoints.keep,
         logging_steps=25,
         report_to="none",
         use_cpu=not has_gpu(),
@@ -40,7 +44,7 @@ def has_gpu() -> bool:
 
 
 def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
-    from datasets import load_dataset
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
@@ -50,14 +54,24 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(base_dir, trust_remote_code=trust)
-    dataset = load_dataset("json", data_files=str(data_dir / FILES["sft"]), split="train")
-    dataset = dataset.select_columns(["messages"])
-    trainer = SFTTrainer(model=model, args=trainer_config(recipe, out_dir), train_dataset=dataset,
-                         processing_class=tokenizer)
-    result = trainer.train()
+    dataset = Dataset.from_list([{"messages": r["messages"]} for r in read_rows(data_dir / FILES["sft"], "sft")])
+    args = trainer_config(recipe, out_dir)
+    resume = latest_complete(args.output_dir)
+    checkpointing = Checkpointing()
+    checkpointing.install_signal_handler()
+    trainer = guarded(SFTTrainer)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                  callbacks=[checkpointing])
+    if resume:
+        print(f"sft: resuming from {resume}")
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if checkpointing.terminated:
+        raise Preempted(f"sft: stopped by SIGTERM at step {trainer.state.global_step}; "
+                        f"checkpoint saved in {args.output_dir}, rerun to resume")
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
-    summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "rows": len(dataset)}
+    discard_checkpoints(args.output_dir)
+    summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "rows": len(dataset),
+               "resumed_from": resume.name if resume else None}
     seconds = time.perf_counter() - start
     seal(out_dir, "sft", recipe.digest(), inputs={"base": base_dir, "data": data_dir}, summary=summary,
          seconds=seconds)

@@ -1,0 +1,110 @@
+"""What every training stage shares: resumable checkpoints, a finite-loss guard, graceful SIGTERM.
+
+Checkpoints are the trainer's own (`checkpoint-N`: weights, optimizer, scheduler, RNG states, data
+position). After each one is whole a `COMPLETED` marker is written with the sha256 of every file; resume
+takes the newest checkpoint whose marker exists and whose files still match it, so a checkpoint cut off by a
+kill, or a file truncated later, is skipped in favour of the previous one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import signal
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from posttrain.store import file_digests
+
+MARKER = "COMPLETED"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM after saving a checkpoint; a rerun resumes from it."""
+
+
+def checkpoints(root: str | Path) -> list[Path]:
+    """`checkpoint-N` directories under `root`, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def is_complete(checkpoint: Path) -> bool:
+    marker = checkpoint / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        expected = json.loads(marker.read_text())["files"]
+    except (json.JSONDecodeError, KeyError):
+        return False
+    return file_digests(checkpoint, skip={MARKER}) == expected
+
+
+def latest_complete(root: str | Path) -> Path | None:
+    """The newest checkpoint that is whole, or None; incomplete ones are reported and skipped."""
+    for checkpoint in checkpoints(root):
+        if is_complete(checkpoint):
+            return checkpoint
+        print(f"resume: skipping {checkpoint}: no {MARKER} marker or its files changed")
+    return None
+
+
+class Checkpointing(TrainerCallback):
+    """Marks whole checkpoints, and on SIGTERM saves one at the next step and stops."""
+
+    def __init__(self):
+        self.terminated = False
+
+    def install_signal_handler(self) -> None:
+        def on_term(signum, frame):  # the grace period is short: finish this step, save, stop
+            self.terminated = True
+
+        signal.signal(signal.SIGTERM, on_term)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.terminated:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir():
+            marker = {"step": state.global_step, "files": file_digests(checkpoint, skip={MARKER})}
+            tmp = checkpoint / f".{MARKER}.tmp"
+            tmp.write_text(json.dumps(marker))
+            tmp.replace(checkpoint / MARKER)
+        return control
+
+
+class FiniteLossGuard:
+    """Trainer mixin: stop at the first non-finite loss, before an optimizer step or a checkpoint uses it."""
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        value = loss.detach().float().item()
+        if not math.isfinite(value):
+            last = latest_complete(self.args.output_dir)
+            raise NonFiniteLoss(f"loss is {value} at step {self.state.global_step + 1}; "
+                                f"last good checkpoint: {last or 'none'}")
+        return loss
+
+
+def discard_checkpoints(root: str | Path) -> None:
+    """Delete a finished run's checkpoints: they exist for resuming, they are not part of the model."""
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def guarded(trainer_class):
+    """`trainer_class` with the finite-loss guard."""
+    return type(f"Guarded{trainer_class.__name__}", (FiniteLossGuard, trainer_class), {})
