@@ -5,6 +5,7 @@ from pathlib import Path  # no `from __future__ import annotations`: KFP reads r
 from kfp import compiler, dsl
 
 from posttrain import components as c
+from posttrain.pipelines.resources import apply
 from posttrain.recipe import Recipe
 
 NAME = "tulu3"
@@ -12,12 +13,18 @@ IR = Path(__file__).with_name("tulu3.yaml")
 
 
 def build(recipe: Recipe):
-    """The pipeline for `recipe`; the recipe text is its one parameter (default: this recipe)."""
+    """The pipeline for `recipe`; the recipe text (YAML or JSON) is its one parameter, default this recipe.
+
+    The default is one line of JSON: KFP copies defaults into a comment at the top of the IR, and a
+    multi-line default there makes the file invalid YAML.
+    """
+
+    spec = recipe  # the recipe as compiled; the `recipe` parameter below is the run-time text
 
     @dsl.pipeline(name=NAME, description="Tülu 3 post-training: SFT, DPO and RLVR, evaluated and gated.")
-    def tulu3(recipe: str = recipe.to_yaml()) -> dsl.Artifact:
-        data = c.data(recipe=recipe).set_display_name("data")
-        base = c.base(recipe=recipe, dataset=data.outputs["dataset"]).set_display_name("base")
+    def tulu3(recipe: str = recipe.model_dump_json()) -> dsl.Artifact:
+        data = c.data(recipe=recipe)
+        base = c.base(recipe=recipe, dataset=data.outputs["dataset"])
         sft = c.sft(recipe=recipe, dataset=data.outputs["dataset"], base_model=base.outputs["model"])
         pairs = c.preference(recipe=recipe, dataset=data.outputs["dataset"], policy=sft.outputs["model"])
         dpo = c.dpo(recipe=recipe, pairs=pairs.outputs["pairs"], policy=sft.outputs["model"])
@@ -30,8 +37,12 @@ def build(recipe: Recipe):
         for task in (scores, gate):
             task.set_caching_options(False)
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
-            c.promote(recipe=recipe, model=rlvr.outputs["model"], report=gate.outputs["report"]) \
-                .set_caching_options(False)
+            promote = c.promote(recipe=recipe, model=rlvr.outputs["model"], report=gate.outputs["report"])
+            promote.set_caching_options(False)
+        tasks = {"data": data, "base": base, "sft": sft, "preference": pairs, "dpo": dpo, "rlvr": rlvr,
+                 "eval": scores, "gate": gate, "promote": promote}
+        for stage, task in tasks.items():
+            apply(task.set_display_name(stage), getattr(spec.cluster, stage))
         return gate.outputs["report"]
 
     return tulu3

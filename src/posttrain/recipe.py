@@ -143,6 +143,47 @@ class PromoteSection(Section):
         return self
 
 
+class Toleration(Section):
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class SecretEnv(Section):
+    """Environment variables from a Kubernetes Secret; only the names reach the pipeline spec."""
+
+    secret: str = Field(min_length=1)  # Secret name in the run's namespace
+    env: dict[str, str] = Field(min_length=1)  # key in the Secret -> environment variable
+
+
+class Resources(Section):
+    """What one stage's pod asks the cluster for; ignored by local runs."""
+
+    cpu: str | None = None  # Kubernetes quantity, e.g. "16"
+    memory: str | None = None  # e.g. "256Gi"
+    gpus: Literal[0, 1, 2, 4, 8, 16] = 0  # the counts KFP accepts
+    accelerator: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    shm: str | None = None  # size of a memory-backed /dev/shm (NCCL, vLLM), e.g. "64Gi"
+    secrets: tuple[SecretEnv, ...] = ()
+    retries: int = Field(0, ge=0)
+    timeout_s: int = Field(0, ge=0)  # 0: no timeout; an unschedulable pod otherwise waits forever
+
+
+class Cluster(Section):
+    data: Resources = Resources()
+    base: Resources = Resources()
+    sft: Resources = Resources()
+    preference: Resources = Resources()
+    dpo: Resources = Resources()
+    rlvr: Resources = Resources()
+    eval: Resources = Resources()
+    gate: Resources = Resources()
+    promote: Resources = Resources()
+
+
 class Recipe(Section):
     name: str = Field(min_length=1)
     model: ModelSection = ModelSection()
@@ -153,6 +194,7 @@ class Recipe(Section):
     rlvr: RLVRSection = RLVRSection()
     eval: EvalSection = EvalSection()
     promote: PromoteSection = PromoteSection()
+    cluster: Cluster = Cluster()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
