@@ -1,4 +1,4 @@
-"""The `posttrain` command: demo, run, compile."""
+"""The `posttrain` command: demo, run, compile, submit."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,16 @@ def _run_local(recipe: Recipe, out: Path) -> int:
     return 0
 
 
+def _submit(recipe: Recipe, args) -> int:
+    try:
+        run_id = _pipelines("submit").submit(recipe, args.host, args.experiment, args.run_name, args.namespace)
+    except Exception as exc:  # the KFP client raises urllib3, ApiException and more; report, do not trace
+        print(f"error: cannot start the run on {args.host}: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
+        return 1
+    print(f"submit: started run {run_id} of {recipe.name} in experiment {args.experiment!r} on {args.host}")
+    return 0
+
+
 def _key_numbers(summary: dict) -> str:
     shown = []
     for key, value in summary.items():
@@ -56,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("recipe", type=Path)
     run.add_argument("--local", action="store_true", required=True, help="execute with kfp.local on this machine")
     run.add_argument("--out", type=Path, default=Path("run"), help="run directory (default: run)")
+    sub = commands.add_parser("submit", help="compile a recipe and start a run on a KFP endpoint")
+    sub.add_argument("recipe", type=Path)
+    sub.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    sub.add_argument("--experiment", default="posttrain")
+    sub.add_argument("--run-name", default=None, help="default: <recipe name>-<recipe hash>")
+    sub.add_argument("--namespace", default=None, help="multi-user KFP: the profile namespace")
     comp = commands.add_parser("compile", help="compile the pipeline IR for a recipe")
     comp.add_argument("recipe", type=Path, nargs="?", default=RECIPES / "tulu3-8b.yaml")
     comp.add_argument("--output", type=Path, default=None, help="default: pipelines/tulu3.yaml")
@@ -65,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_local(load(RECIPES / "tiny.yaml"), args.out)
         if args.command == "run":
             return _run_local(load(args.recipe), args.out)
+        if args.command == "submit":
+            return _submit(load(args.recipe), args)
         tulu3 = _pipelines("tulu3")
         path = tulu3.compile(load(args.recipe), args.output or tulu3.IR)
         print(f"compile: wrote {path}")
