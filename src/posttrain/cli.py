@@ -1,4 +1,4 @@
-"""The `posttrain` command: demo, run, compile, submit."""
+"""The `posttrain` command: demo, run, report, registry, compile, submit."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,45 @@ def _run_local(recipe: Recipe, out: Path) -> int:
     gate = report["gate"]
     print(f"gate: {'PASS' if gate['passed'] else 'REFUSED'}" + "".join(f"\n  - {r}" for r in gate["reasons"]))
     print(f"report: {out / 'report.json'}  {out / 'report.md'}")
+    return 0
+
+
+def _report(run_dir: Path) -> int:
+    import json
+
+    from posttrain.report import render_html, render_markdown
+
+    path = run_dir / "report.json"
+    if not path.is_file():
+        print(f"error: {path}: no report (did the run reach its gate?)", file=sys.stderr)
+        return 1
+    report = json.loads(path.read_text())
+    (run_dir / "report.html").write_text(render_html(report))
+    print(render_markdown(report))
+    print(format_stages(report))
+    return 0
+
+
+def _registry(args) -> int:
+    import json
+
+    from posttrain import registry
+
+    try:
+        if args.action == "show":
+            if not (args.name and args.version):
+                print("error: registry show needs NAME and VERSION", file=sys.stderr)
+                return 2
+            print(json.dumps(registry.show(args.registry, args.name, args.version), indent=2))
+            return 0
+        found = registry.entries(args.registry, args.name)
+    except registry.RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'name':<16}{'version':<18}{'created':<22}scores")
+    for entry in found:
+        scores = ", ".join(f"{k}={v:.3f}" for k, v in entry["scores"].items())
+        print(f"{entry['name']:<16}{entry['version']:<18}{entry['created']:<22}{scores}")
     return 0
 
 
@@ -72,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--experiment", default="posttrain")
     sub.add_argument("--run-name", default=None, help="default: <recipe name>-<recipe hash>")
     sub.add_argument("--namespace", default=None, help="multi-user KFP: the profile namespace")
+    rep = commands.add_parser("report", help="print a run's report (and write report.html next to it)")
+    rep.add_argument("run_dir", type=Path)
+    reg = commands.add_parser("registry", help="list or show promoted models")
+    reg.add_argument("action", choices=["list", "show"])
+    reg.add_argument("name", nargs="?", help="recipe name (show: required)")
+    reg.add_argument("version", nargs="?", help="show: the entry version")
+    reg.add_argument("--registry", required=True, help="registry URL, e.g. file:///runs/registry or s3://bucket")
     comp = commands.add_parser("compile", help="compile the pipeline IR for a recipe")
     comp.add_argument("recipe", type=Path, nargs="?", default=RECIPES / "tulu3-8b.yaml")
     comp.add_argument("--output", type=Path, default=None, help="default: pipelines/tulu3.yaml")
@@ -83,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_local(load(args.recipe), args.out)
         if args.command == "submit":
             return _submit(load(args.recipe), args)
+        if args.command == "report":
+            return _report(args.run_dir)
+        if args.command == "registry":
+            return _registry(args)
         tulu3 = _pipelines("tulu3")
         path = tulu3.compile(load(args.recipe), args.output or tulu3.IR)
         print(f"compile: wrote {path}")

@@ -133,6 +133,9 @@ class EvalSection(Section):
 class PromoteSection(Section):
     min_accuracy: dict[str, float] = Field(default_factory=lambda: {"arithmetic": 0.25})  # per benchmark, 0..1
     min_gain_over_base: float = Field(0.0, ge=-1, le=1)  # candidate minus base model accuracy, per benchmark
+    # Refuse a candidate that is worse than the registry's latest entry of this recipe on any benchmark by
+    # more than noise: the paired bootstrap 95% interval of the difference lies entirely below zero.
+    non_regression: bool = True
     registry: str = "file://./registry"  # fsspec URL of the model registry
 
     @model_validator(mode="after")

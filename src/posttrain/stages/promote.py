@@ -8,17 +8,17 @@ import json
 import time
 from pathlib import Path
 
-import fsspec
-
+from posttrain import registry as registry_store
 from posttrain.recipe import Recipe
+from posttrain.stages.eval import paired_difference_ci
 from posttrain.report import render_html, render_markdown
-from posttrain.store import read_manifest, seal, write_json
+from posttrain.store import MANIFEST, read_manifest, seal, write_json
 
 
 def gate(recipe: Recipe, scores: dict) -> dict:
     """The decision: every check, and the reasons for a refusal."""
     cfg = recipe.promote
-    candidate, baseline = scores["candidate"], scores["models"][0]
+    candidate, baseline, promoted = scores["candidate"], scores["baseline"], scores.get("promoted")
     checks = []
     for benchmark, minimum in sorted(cfg.min_accuracy.items()):
         result = scores["benchmarks"].get(benchmark)
@@ -34,6 +34,13 @@ def gate(recipe: Recipe, scores: dict) -> dict:
                        "passed": gain >= cfg.min_gain_over_base,
                        "detail": f"{benchmark}: {candidate} {gain:+.3f} over {baseline}, "
                                  f"minimum {cfg.min_gain_over_base:+.3f}"})
+    if promoted:
+        for benchmark, result in sorted(scores["benchmarks"].items()):
+            low, high = paired_difference_ci(result[candidate]["outcomes"], result[promoted]["outcomes"])
+            diff = result[candidate]["score"] - result[promoted]["score"]
+            checks.append({"check": f"{benchmark} no regression against {promoted}", "passed": high >= 0,
+                           "detail": f"{benchmark}: {candidate} {diff:+.3f} against the promoted model "
+                                     f"(95% interval [{low:+.3f}, {high:+.3f}])"})
     reasons = [c["detail"] for c in checks if not c["passed"]]
     return {"passed": not reasons, "candidate": candidate, "checks": checks, "reasons": reasons}
 
@@ -68,31 +75,16 @@ def decide(recipe: Recipe, eval_dir: str | Path, out_dir: str | Path) -> dict:
 
 def register(recipe: Recipe, model_dir: str | Path, report_dir: str | Path, registry: str | None = None) -> str:
     """Copy the candidate and its lineage into the registry; create-only, idempotent for the same model."""
-    start = time.perf_counter()
     model_dir, report_dir = Path(model_dir), Path(report_dir)
     model_manifest, report_manifest = read_manifest(model_dir), read_manifest(report_dir)
     report = json.loads((report_dir / "report.json").read_text())
     if not report["gate"]["passed"]:
         raise RuntimeError(f"promote: refused by the gate: {'; '.join(report['gate']['reasons'])}")
-    url = (registry or recipe.promote.registry).rstrip("/")
-    version = model_manifest["sha256"][:16]
-    entry_url = f"{url}/{recipe.name}/{version}"
-    fs, path = fsspec.core.url_to_fs(entry_url)
-    entry_file = f"{path}/entry.json"
-    if fs.exists(entry_file):
-        existing = json.loads(fs.cat_file(entry_file))
-        if existing["model_sha256"] != model_manifest["sha256"]:
-            raise FileExistsError(f"{entry_url}: registry entries are never overwritten")
-        print(f"promote: {entry_url} already registered, nothing to do")
-        return entry_url
-    fs.makedirs(f"{path}/model", exist_ok=True)
-    for name in model_manifest["files"]:
-        fs.put_file(str(model_dir / name), f"{path}/model/{name}")
-    fs.put_file(str(model_dir / "manifest.json"), f"{path}/model/manifest.json")
-    fs.put_file(str(report_dir / "report.json"), f"{path}/report.json")
+    files = {f"model/{name}": model_dir / name for name in [*model_manifest["files"], MANIFEST]}
+    files["report.json"] = report_dir / "report.json"
     entry = {
         "name": recipe.name,
-        "version": version,
+        "version": model_manifest["sha256"][:16],
         "model_sha256": model_manifest["sha256"],
         "recipe_sha256": recipe.digest(),
         "recipe": recipe.model_dump(mode="json"),
@@ -100,7 +92,6 @@ def register(recipe: Recipe, model_dir: str | Path, report_dir: str | Path, regi
         "scores": {name: by_model[report["candidate"]]["score"] for name, by_model in report["benchmarks"].items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    with fs.open(entry_file, "w") as handle:  # written last: an entry without it is incomplete
-        json.dump(entry, handle, indent=2)
-    print(f"promote: registered {entry_url} in {time.perf_counter() - start:.1f}s")
-    return entry_url
+    url = registry_store.create(registry or recipe.promote.registry, recipe.name, entry["version"], files, entry)
+    print(f"promote: {recipe.name} {entry['version']} registered at {url}")
+    return url
