@@ -46,6 +46,14 @@ class ModelSection(Section):
     tiny: TinyModel = TinyModel()
 
 
+class Decontamination(Section):
+    n: int = Field(8, ge=1)  # word n-grams, after lower-casing and dropping punctuation
+    threshold: float = Field(0.5, ge=0, lt=1)  # drop a row covering more than this share of an eval item
+    eval_sets: tuple[Literal["heldout", "humaneval"], ...] = ("heldout", "humaneval")
+    action: Literal["filter", "fail"] = "filter"  # fail: stop the run when a set is contaminated too much
+    fail_above: float = Field(0.02, ge=0, le=1)  # share of a training set's rows (Tülu 3 flags above 2%)
+
+
 class DataSection(Section):
     seed: int = 0
     sft_rows: int = Field(20_000, gt=0)  # synthetic SFT conversations
@@ -57,6 +65,7 @@ class DataSection(Section):
     languages: tuple[Literal["en", "de", "fr", "es", "it", "pt"], ...] = Field(
         ("en", "de", "fr", "es", "it"), min_length=1
     )
+    decontamination: Decontamination = Decontamination()
 
 
 class Checkpoints(Section):
@@ -72,7 +81,10 @@ class SFTSection(Section):
     batch_size: int = Field(64, gt=0)  # sequences per device per step
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_length: int = Field(256, gt=0)  # tokens; longer conversations are truncated
+    # Packing in TRL 1.16 means padding-free batches, efficient only with FlashAttention (GPU); on CPU it
+    # turns each batch into one long sequence. Length-grouped batches cut padding everywhere.
     packing: bool = False
+    group_by_length: bool = True  # batches of similar length, shuffled; less padding, same data
     seed: int = 0
     checkpoints: Checkpoints = Checkpoints()
 

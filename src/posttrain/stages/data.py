@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from posttrain.data.arithmetic import problems
+from posttrain.data.decontaminate import EvalIndex, decontaminate
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json, write_jsonl
 
@@ -18,6 +19,33 @@ FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jso
 
 def _prompt(row: dict) -> str:
     return " ".join(row["messages"][0]["content"].split()).lower()
+
+
+def eval_index(recipe: Recipe, heldout: list[dict]) -> EvalIndex:
+    cfg = recipe.data.decontamination
+    index = EvalIndex(n=cfg.n)
+    if "heldout" in cfg.eval_sets:
+        index.add("heldout", [row["messages"][0]["content"] for row in heldout])
+    if "humaneval" in cfg.eval_sets:
+        from posttrain.evals import humaneval
+
+        index.add("humaneval", [item["prompt"] for item in humaneval.problems()])
+    return index
+
+
+def decontaminate_splits(recipe: Recipe, splits: dict[str, list[dict]]) -> dict:
+    """Filter every training split against every eval set in place; the report per training split."""
+    cfg = recipe.data.decontamination
+    index = eval_index(recipe, splits["heldout"])
+    report = {}
+    for name in ("sft", "preference", "rlvr"):
+        splits[name], report[name] = decontaminate(splits[name], index, cfg.threshold)
+        share = report[name]["rows_removed"] / max(1, report[name]["rows_scanned"])
+        if cfg.action == "fail" and share > cfg.fail_above:
+            raise ValueError(f"data: {name} is contaminated: {report[name]['rows_removed']} of "
+                             f"{report[name]['rows_scanned']} rows overlap eval sets {sorted(report[name]['by_eval_set'])} "
+                             f"(recipe.data.decontamination.fail_above = {cfg.fail_above})")
+    return report
 
 
 def run(recipe: Recipe, out_dir: str | Path) -> dict:
@@ -50,6 +78,7 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
         offset += size
     for row in splits["sft"]:
         row["messages"] = row["messages"] + [{"role": "assistant", "content": row["solution"]}]
+    contamination = decontaminate_splits(recipe, splits)
     for name, split in splits.items():
         write_jsonl(out_dir / FILES[name], split)
 
@@ -58,6 +87,7 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
         "duplicates_dropped": generated - len(rows),
         "rows": {name: len(split) for name, split in splits.items()},
         "languages": dict(Counter(row["language"] for row in rows)),
+        "decontamination": contamination,
     }
     write_json(out_dir / "report.json", report)
     seconds = time.perf_counter() - start

@@ -25,6 +25,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         max_length=cfg.max_length,
         packing=cfg.packing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         assistant_only_loss=True,
         seed=cfg.seed,
         save_strategy="steps" if cfg.checkpoints.every else "no",

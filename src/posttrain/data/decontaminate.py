@@ -1,0 +1,96 @@
+"""Decontamination: drop training rows that overlap an evaluation item, with a report of what matched.
+
+Text is normalised (lower case, punctuation dropped, whitespace collapsed) and cut into word n-grams
+(default 8, as Tülu 3). An inverted index maps each eval n-gram to the items holding it, so a training row
+costs one hash lookup per n-gram however many eval items there are. A row is contaminated when, for some
+eval item, it covers more than `threshold` of that item's n-grams; items shorter than n count as one
+n-gram (the whole item), which makes verbatim short items an exact match.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+_WORD = re.compile(r"\w+")
+
+
+def normalise(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def ngrams(words: list[str], n: int) -> set[int]:
+    if len(words) < n:
+        return {hash(tuple(words))} if words else set()
+    return {hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)}
+
+
+@dataclass
+class EvalIndex:
+    """Every eval item's n-grams, indexed by n-gram."""
+
+    n: int = 8
+    names: list[str] = field(default_factory=list)  # "<eval set>/<item index>"
+    sizes: list[int] = field(default_factory=list)  # n-grams per item
+    postings: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    short_lengths: set[int] = field(default_factory=set)  # word counts of items shorter than n
+
+    def add(self, eval_set: str, texts: list[str]) -> None:
+        for i, text in enumerate(texts):
+            words = normalise(text)
+            grams = ngrams(words, self.n)
+            if not grams:
+                continue
+            if len(words) < self.n:
+                self.short_lengths.add(len(words))
+            item = len(self.names)
+            self.names.append(f"{eval_set}/{i}")
+            self.sizes.append(len(grams))
+            for gram in grams:
+                self.postings[gram].append(item)
+
+    def match(self, text: str, threshold: float) -> tuple[str, float] | None:
+        """The eval item `text` covers most, when that coverage passes `threshold`."""
+        hits: Counter[int] = Counter()
+        postings = self.postings
+        words = normalise(text)
+        grams = ngrams(words, self.n)
+        for k in self.short_lengths:  # a short item is one k-gram: look for it anywhere in the row
+            grams |= {hash(tuple(words[i : i + k])) for i in range(len(words) - k + 1)}
+        for gram in grams:
+            items = postings.get(gram)
+            if items:
+                hits.update(items)
+        if not hits:
+            return None
+        item, count = max(hits.items(), key=lambda kv: kv[1] / self.sizes[kv[0]])
+        coverage = count / self.sizes[item]
+        return (self.names[item], coverage) if coverage > threshold else None
+
+
+def row_text(row: dict) -> str:
+    """The text of a Tülu row that could leak an eval item: every message, or the preference prompt."""
+    messages = row.get("messages") or row.get("chosen") or []
+    return "\n".join(m.get("content", "") for m in messages) or row.get("prompt", "")
+
+
+def decontaminate(rows: list[dict], index: EvalIndex, threshold: float = 0.5, examples: int = 3):
+    """(kept rows, report): rows scanned/removed, eval items hit, a few examples per eval set."""
+    kept, removed, hit_items = [], Counter(), defaultdict(set)
+    samples: dict[str, list] = defaultdict(list)
+    for number, row in enumerate(rows):
+        found = index.match(row_text(row), threshold)
+        if found is None:
+            kept.append(row)
+            continue
+        item, coverage = found
+        eval_set = item.split("/", 1)[0]
+        removed[eval_set] += 1
+        hit_items[eval_set].add(item)
+        if len(samples[eval_set]) < examples:
+            samples[eval_set].append({"row": number, "eval_item": item, "coverage": round(coverage, 3),
+                                      "text": row_text(row)[:200]})
+    report = {"rows_scanned": len(rows), "rows_removed": sum(removed.values()),
+              "by_eval_set": {name: {"rows_removed": removed[name], "eval_items_hit": len(hit_items[name]),
+                                     "examples": samples[name]} for name in sorted(removed)}}
+    return kept, report
