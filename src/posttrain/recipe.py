@@ -117,17 +117,20 @@ class DPOSection(Section):
 
 
 class RLVRSection(Section):
-    algorithm: Literal["grpo"] = "grpo"  # PPO, Tülu 3's own algorithm, is issue 6
+    algorithm: Literal["grpo", "ppo"] = "grpo"  # GRPO: Tülu 3.1, TRL; PPO: Tülu 3, posttrain.ppo
     learning_rate: float = Field(5e-5, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant"
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
-    num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group)
+    num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
     batch_size: int = Field(64, gt=0)  # completions per optimizer step, a multiple of num_generations
     max_steps: int = Field(80, gt=0)  # optimizer steps
     temperature: float = Field(1.0, gt=0)
     max_completion_length: int = Field(90, gt=0)  # tokens
     verified_reward: float = Field(1.0, gt=0)  # reward for a verified answer (Tülu 3 PPO used 10)
     no_eos_penalty: float = Field(0.0, le=0)  # added when a completion never ends (Tülu 3 PPO used -10)
+    clip: float = Field(0.2, gt=0, lt=1)  # PPO/GRPO ratio clip (epsilon)
+    ppo_epochs: int = Field(2, ge=1)  # PPO: optimisation passes over each batch of rollouts
+    gae_lambda: float = Field(0.95, ge=0, le=1)  # PPO: advantage smoothing
     seed: int = 0
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""rlvr stage: reinforcement learning with verifiable rewards through TRL's GRPOTrainer.
+"""rlvr stage: reinforcement learning with verifiable rewards: TRL's GRPOTrainer, or our compact PPO.
 
 The reward is the verifier's verdict for the row's `dataset` (scaled by `verified_reward`), plus
 `no_eos_penalty` for completions that never end.
@@ -59,10 +59,35 @@ def trainer_config(recipe: Recipe, out_dir: Path):
     )
 
 
-def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
+def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
+
+    dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
+                                 for r in rows])
+    trainer = GRPOTrainer(model=model, reward_funcs=make_reward(recipe, tokenizer.eos_token_id),
+                          args=trainer_config(recipe, out_dir), train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(str(out_dir))
+    return [h for h in trainer.state.log_history if "reward" in h]
+
+
+def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
+    from posttrain import ppo as algorithm
+
+    cfg = recipe.rlvr
+    settings = algorithm.Settings(
+        learning_rate=cfg.learning_rate, beta=cfg.beta, batch_size=cfg.batch_size, max_steps=cfg.max_steps,
+        temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
+        verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
+        clip=cfg.clip, lam=cfg.gae_lambda, seed=cfg.seed)
+    history = algorithm.train(model, tokenizer, rows, verify, settings)
+    model.save_pretrained(out_dir)
+    return history
+
+
+def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
     policy_dir, data_dir, out_dir = Path(policy_dir), Path(data_dir), Path(out_dir)
@@ -70,17 +95,12 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
-    dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
-                                 for r in read_rows(data_dir / FILES["rlvr"], "rlvr")])
-    trainer = GRPOTrainer(model=model, reward_funcs=make_reward(recipe, tokenizer.eos_token_id),
-                          args=trainer_config(recipe, out_dir), train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train()
-    trainer.save_model(str(out_dir))
+    rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
+    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir)
     tokenizer.save_pretrained(out_dir)
-    history = [h for h in trainer.state.log_history if "reward" in h]
     summary = {
         "algorithm": recipe.rlvr.algorithm,
-        "steps": result.global_step,
+        "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
         "log": [{k: h[k] for k in ("step", "reward", "kl", "completions/mean_length") if k in h} for h in history],

@@ -1,0 +1,72 @@
+"""The pieces of our PPO, and a few steps of it on a tiny model."""
+import math
+
+import pytest
+import torch
+
+from posttrain import ppo
+from posttrain.data.arithmetic import problems
+from posttrain.models.tiny import build
+from posttrain.recipe import TinyModel
+
+
+def test_gae_matches_a_hand_computation():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.6, 0.7]])
+    mask = torch.ones(1, 3)
+    advantages, returns = ppo.gae(rewards, values, mask, gamma=1.0, lam=0.5)
+    d2 = 1.0 - 0.7
+    d1 = 0.0 + 0.7 - 0.6
+    d0 = 0.0 + 0.6 - 0.5
+    expected = [d0 + 0.5 * (d1 + 0.5 * d2), d1 + 0.5 * d2, d2]
+    assert advantages[0].tolist() == pytest.approx(expected)
+    assert returns[0].tolist() == pytest.approx([a + v for a, v in zip(expected, [0.5, 0.6, 0.7])])
+
+
+def test_gae_ignores_tokens_after_the_end():
+    advantages, _ = ppo.gae(torch.tensor([[1.0, 5.0]]), torch.tensor([[0.0, 3.0]]), torch.tensor([[1.0, 0.0]]), 1.0, 1.0)
+    assert advantages.tolist() == [[1.0, 0.0]]
+
+
+def test_policy_loss_clips_the_ratio():
+    old = torch.zeros(1, 2)
+    adv = torch.tensor([[1.0, -1.0]])
+    mask = torch.ones(1, 2)
+    new = torch.log(torch.tensor([[1.5, 0.5]])).requires_grad_()  # ratios 1.5 and 0.5, both beyond 0.2
+    loss, clipfrac = ppo.policy_loss(new, old, adv, mask, clip=0.2)
+    assert loss.item() == pytest.approx((-1.2 + 0.8) / 2)
+    assert clipfrac.item() == 1.0
+    loss.backward()
+    assert new.grad.abs().sum().item() == 0.0  # clipped: no push further away
+
+
+def test_value_loss_clips_large_moves():
+    loss = ppo.value_loss(torch.tensor([[2.0]]), torch.tensor([[0.0]]), torch.tensor([[2.0]]), torch.ones(1, 1), 0.5)
+    assert loss.item() == pytest.approx(0.5 * (2.0 - 0.5) ** 2)
+
+
+def test_kl_estimate_is_zero_for_the_same_model():
+    logprobs = torch.log(torch.tensor([[0.2, 0.7]]))
+    assert ppo.kl_estimate(logprobs, logprobs).abs().sum().item() == 0.0
+
+
+def test_a_few_ppo_steps_raise_the_reward_and_keep_kl_finite(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rows = list(problems(0, 64, 1, ["add"], ["en"]))
+    build((r["messages"][0]["content"] + " " + r["solution"] for r in rows),
+          TinyModel(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vocab_size=320), tmp_path)
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+
+    def sevens(completions, **_):  # a reward the untrained model sometimes earns: say "7"
+        return [1.0 if "7" in text else 0.0 for text in completions]
+
+    settings = ppo.Settings(learning_rate=1e-2, beta=0.05, batch_size=32, max_steps=20, temperature=1.0,
+                            max_completion_length=6, verified_reward=1.0, no_eos_penalty=0.0, ppo_epochs=2)
+    history = ppo.train(policy, tokenizer, rows, sevens, settings, log=lambda *_: None)
+    first = sum(h["reward"] for h in history[:4]) / 4
+    last = sum(h["reward"] for h in history[-4:]) / 4
+    assert last > first + 0.2, [round(h["reward"], 2) for h in history]
+    assert all(math.isfinite(h["kl"]) for h in history)
+    assert history[-1]["kl"] > 0  # the policy moved away from its reference, and we measured it
