@@ -47,6 +47,7 @@ def gate(recipe: Recipe, scores: dict) -> dict:
 
 def decide(recipe: Recipe, eval_dir: str | Path, out_dir: str | Path) -> dict:
     """Gate the eval scores; write `report.json`, `report.md` and `report.html` (scores + decision)."""
+    start = time.perf_counter()
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     read_manifest(eval_dir)
@@ -67,7 +68,7 @@ def decide(recipe: Recipe, eval_dir: str | Path, out_dir: str | Path) -> dict:
     (out_dir / "report.md").write_text(render_markdown(report))
     (out_dir / "report.html").write_text(render_html(report))
     seal(out_dir, "gate", recipe.digest(), inputs={"eval": eval_dir},
-         summary={"passed": decision["passed"], "reasons": decision["reasons"]})
+         summary={"passed": decision["passed"], "reasons": decision["reasons"]}, seconds=time.perf_counter() - start)
     verdict = "PASS" if decision["passed"] else "REFUSED: " + "; ".join(decision["reasons"])
     print(f"promote: gate {verdict}")
     return report
