@@ -94,10 +94,24 @@ class PreferenceSection(Section):
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(64, gt=0)  # per completion
     batch_size: int = Field(128, gt=0)  # prompts per generate call
-    judge: Literal["verifier"] = "verifier"  # chosen = verified right, rejected = wrong; no contrast, no pair
+    # verifier: chosen = verified right, rejected = wrong. reward_model / llm: chosen = best score,
+    # rejected = a random lower one. A prompt without two different scores gives no pair.
+    judge: Literal["verifier", "reward_model", "llm"] = "verifier"
+    reward_model: str | None = None  # path or Hub name of a sequence-classification model (judge: reward_model)
+    llm_url: str | None = None  # OpenAI-compatible base URL, e.g. http://vllm:8000/v1 (judge: llm)
+    llm_model: str = "gpt-4o"  # model name sent to that endpoint
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the endpoint's key (from a Secret)
     heldout_fraction: float = Field(0.1, ge=0, lt=1)  # pairs kept aside to measure the DPO margin
     include_reference: bool = False  # add the data's reference solution as an off-policy completion
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _judge_has_what_it_needs(self) -> "PreferenceSection":
+        if self.judge == "reward_model" and not self.reward_model:
+            raise ValueError("judge reward_model needs reward_model (a path or Hub name)")
+        if self.judge == "llm" and not self.llm_url:
+            raise ValueError("judge llm needs llm_url (an OpenAI-compatible endpoint)")
+        return self
 
 
 class DPOSection(Section):

@@ -14,27 +14,45 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.store import seal, write_json, write_jsonl
-from posttrain.verifiers import verify
 
 
-def verifier_pairs(rows: list[dict], completions: list[list[str]], rng: random.Random) -> tuple[list[dict], int]:
-    """chosen = a verified-right completion, rejected = a wrong one; prompts without contrast are skipped."""
+def make_judge(recipe: Recipe):
+    from posttrain import judges
+
+    cfg = recipe.preference
+    if cfg.judge == "verifier":
+        return judges.verifier_judge
+    if cfg.judge == "reward_model":
+        return judges.RewardModelJudge(cfg.reward_model, recipe.model.trust_remote_code)
+    return judges.LLMJudge(cfg.llm_url, cfg.llm_model, cfg.api_key_env)
+
+
+def pairs_from_scores(row: dict, samples: list[str], scores: list[float | None], rng: random.Random) -> dict | None:
+    """chosen = the best-scored completion, rejected = a random one scored strictly lower; None on a tie."""
+    scored = [(s, c) for c, s in zip(samples, scores, strict=True) if s is not None]
+    if not scored:
+        return None
+    best = max(s for s, _ in scored)
+    lower = [(s, c) for s, c in scored if s < best]
+    if not lower:
+        return None
+    chosen = rng.choice([c for s, c in scored if s == best])
+    rejected_score, rejected = rng.choice(lower)
+    prompt = row["messages"]
+    return {"prompt": prompt[-1]["content"],
+            "chosen": prompt + [{"role": "assistant", "content": chosen}],
+            "rejected": prompt + [{"role": "assistant", "content": rejected}],
+            "chosen_score": best, "rejected_score": rejected_score}
+
+
+def judge_pairs(judge, rows: list[dict], completions: list[list[str]], rng: random.Random) -> tuple[list[dict], int]:
     pairs, skipped = [], 0
     for row, samples in zip(rows, completions, strict=True):
-        scores = verify(samples, dataset=[row["dataset"]] * len(samples), ground_truth=[row["ground_truth"]] * len(samples))
-        right = [s for s, score in zip(samples, scores) if score == 1.0]
-        wrong = [s for s, score in zip(samples, scores) if score == 0.0]
-        if not right or not wrong:
+        pair = pairs_from_scores(row, samples, judge(row, samples), rng)
+        if pair is None:
             skipped += 1
-            continue
-        prompt = row["messages"]
-        pairs.append({
-            "prompt": prompt[-1]["content"],
-            "chosen": prompt + [{"role": "assistant", "content": rng.choice(right)}],
-            "rejected": prompt + [{"role": "assistant", "content": rng.choice(wrong)}],
-            "chosen_score": 1.0,
-            "rejected_score": 0.0,
-        })
+        else:
+            pairs.append(pair)
     return pairs, skipped
 
 
@@ -52,7 +70,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     if cfg.include_reference:  # off-policy: the reference solution joins the on-policy samples
         completions = [samples + [row["solution"]] for samples, row in zip(completions, rows, strict=True)]
     rng = random.Random(cfg.seed)
-    pairs, skipped = verifier_pairs(rows, completions, rng)
+    judge = make_judge(recipe)
+    pairs, skipped = judge_pairs(judge, rows, completions, rng)
     rng.shuffle(pairs)
     held = int(len(pairs) * cfg.heldout_fraction)
     write_jsonl(out_dir / "pairs.jsonl", pairs[held:])
@@ -63,6 +82,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
 
     report = {"prompts": len(rows), "samples": sum(map(len, completions)), "pairs": len(pairs) - held,
               "heldout_pairs": held, "skipped_no_contrast": skipped, "judge": cfg.judge,
+              "unparsable_judgements": getattr(judge, "unparsable", 0),
+              "mean_margin": round(mean(p["chosen_score"] - p["rejected_score"] for p in pairs), 3) if pairs else 0.0,
               "chosen_chars": length("chosen"), "rejected_chars": length("rejected")}
     write_json(out_dir / "report.json", report)
     seconds = time.perf_counter() - start
