@@ -20,3 +20,24 @@ def micro_recipe():
         rlvr={"max_steps": 2, "batch_size": 16, "num_generations": 4, "max_completion_length": 8},
         eval={"max_new_tokens": 8},
     )
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """An S3 API on loopback (moto's server) with a `posttrain` bucket; fsspec and boto3 point at it."""
+    from moto import server as moto_server
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    import boto3
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # cached instances remember an earlier server's endpoint
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="posttrain")
+    yield endpoint
+    s3fs.S3FileSystem.clear_instance_cache()
+    server.stop()

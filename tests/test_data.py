@@ -54,7 +54,7 @@ def test_data_stage_splits_are_disjoint_and_in_tulu_format(tmp_path, micro_recip
             assert not seen & prompts["heldout"], f"{name} shares prompts with the held-out set"
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in splits["sft"])
     assert all({"messages", "ground_truth", "dataset"} <= set(r) for r in splits["rlvr"] + splits["heldout"])
-    assert set(read_manifest(tmp_path)["files"]) == {*data.FILES.values(), "report.json"}
+    assert set(read_manifest(tmp_path)["files"]) == {*data.FILES.values(), "report.json", "quarantine.jsonl"}
 
 
 def test_data_stage_refuses_more_rows_than_distinct_problems(tmp_path, micro_recipe):

@@ -118,3 +118,21 @@ def test_markdown_report_shows_scores_and_decision(tmp_path):
     text = (report_dir / "report.md").read_text()
     assert "| arithmetic | 100 | 10.0% [5.0%, 15.0%] | 70.0% [65.0%, 75.0%] |" in text
     assert "## Gate: PASS" in text
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_registry_on_file_and_s3_is_create_only(store, tmp_path, request):
+    if store == "s3":
+        request.getfixturevalue("s3")
+        url = "s3://posttrain/registry"
+    else:
+        url = (tmp_path / "registry").as_uri()
+    model_dir, report_dir = _stage_dirs(tmp_path, 0.7)
+    first = promote.register(RECIPE, model_dir, report_dir, url)
+    assert promote.register(RECIPE, model_dir, report_dir, url) == first
+    [entry] = registry.entries(url, "t")
+    assert entry["url"] == first and entry["scores"] == {"arithmetic": 0.7}
+    fetched = registry.fetch_model(entry, tmp_path / "fetched")
+    assert (fetched / "model.safetensors").read_bytes() == b"w1"
+    with pytest.raises(registry.RegistryError, match="never overwritten"):
+        registry.create(url, "t", entry["version"], {}, {**entry, "model_sha256": "other"})

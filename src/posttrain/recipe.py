@@ -54,6 +54,24 @@ class Decontamination(Section):
     fail_above: float = Field(0.02, ge=0, le=1)  # share of a training set's rows (Tülu 3 flags above 2%)
 
 
+class Source(Section):
+    """A dataset mixed into one of the training sets."""
+
+    name: str = Field(min_length=1)
+    path: str = Field(min_length=1)  # HF dataset name, a save_to_disk directory, or .jsonl/.parquet on any fsspec URL
+    kind: Literal["sft", "preference", "rlvr"] = "sft"  # the Tülu format its rows must have (after `columns`)
+    split: str = "train"  # for HF datasets
+    fraction: float | None = Field(None, gt=0, le=1)  # share of the source's valid rows
+    rows: int | None = Field(None, gt=0)  # or an exact number of rows
+    columns: dict[str, str] = Field(default_factory=dict)  # source column -> Tülu column
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> "Source":
+        if (self.fraction is None) == (self.rows is None):
+            raise ValueError(f"source {self.name}: give exactly one of fraction or rows")
+        return self
+
+
 class DataSection(Section):
     seed: int = 0
     sft_rows: int = Field(20_000, gt=0)  # synthetic SFT conversations
@@ -66,6 +84,9 @@ class DataSection(Section):
         ("en", "de", "fr", "es", "it"), min_length=1
     )
     decontamination: Decontamination = Decontamination()
+    sources: tuple[Source, ...] = ()  # mixed into the synthetic sets, deduplicated and decontaminated with them
+    max_quarantine_fraction: float = Field(0.05, ge=0, le=1)  # of a source's rows; above it the stage fails
+    max_row_chars: int = Field(200_000, gt=0)  # longer rows are quarantined
 
 
 class Checkpoints(Section):

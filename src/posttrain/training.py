@@ -100,6 +100,13 @@ class FiniteLossGuard:
         return loss
 
 
+def has_gpu() -> bool:
+    """Train on the accelerator in bf16 when there is one; on CPU in fp32."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def discard_checkpoints(root: str | Path) -> None:
     """Delete a finished run's checkpoints: they exist for resuming, they are not part of the model."""
     shutil.rmtree(root, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from posttrain.data.arithmetic import problems
 from posttrain.data.decontaminate import EvalIndex, decontaminate
+from posttrain.data.sources import mix
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json, write_jsonl
 
@@ -78,6 +79,10 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
         offset += size
     for row in splits["sft"]:
         row["messages"] = row["messages"] + [{"role": "assistant", "content": row["solution"]}]
+    mixed, quarantine, source_counts = mix(cfg.sources, cfg.seed, cfg.max_quarantine_fraction, cfg.max_row_chars)
+    for kind, extra in mixed.items():
+        splits[kind] += extra
+    write_jsonl(out_dir / "quarantine.jsonl", quarantine)
     contamination = decontaminate_splits(recipe, splits)
     for name, split in splits.items():
         write_jsonl(out_dir / FILES[name], split)
@@ -87,6 +92,8 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
         "duplicates_dropped": generated - len(rows),
         "rows": {name: len(split) for name, split in splits.items()},
         "languages": dict(Counter(row["language"] for row in rows)),
+        "sources": source_counts,
+        "quarantined": len(quarantine),
         "decontamination": contamination,
     }
     write_json(out_dir / "report.json", report)

@@ -10,7 +10,7 @@ from pathlib import Path
 from posttrain.data.formats import read_rows
 from posttrain.logprobs import preference_margin
 from posttrain.recipe import Recipe
-from posttrain.stages.sft import has_gpu
+from posttrain.training import has_gpu
 from posttrain.store import seal
 
 

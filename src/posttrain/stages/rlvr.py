@@ -11,7 +11,7 @@ from pathlib import Path
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
-from posttrain.stages.sft import has_gpu
+from posttrain.training import has_gpu
 from posttrain.store import seal
 from posttrain.verifiers import verify
 

@@ -8,7 +8,7 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.store import seal
-from posttrain.training import Checkpointing, Preempted, discard_checkpoints, guarded, latest_complete
+from posttrain.training import Checkpointing, Preempted, discard_checkpoints, guarded, has_gpu, latest_complete
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -36,12 +36,6 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         use_cpu=not has_gpu(),
         bf16=has_gpu(),
     )
-
-
-def has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
