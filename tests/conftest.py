@@ -18,7 +18,7 @@ def micro_recipe():
         preference={"samples_per_prompt": 2, "max_new_tokens": 8, "heldout_fraction": 0.25, "include_reference": True},
         dpo={"batch_size": 8},
         rlvr={"max_steps": 2, "batch_size": 16, "num_generations": 4, "max_completion_length": 8},
-        eval={"max_new_tokens": 8},
+        eval={"max_new_tokens": 8, "code_max_new_tokens": 8, "max_prompt_tokens": 64},
     )
 
 

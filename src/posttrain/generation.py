@@ -21,13 +21,14 @@ def load(path: str, trust_remote_code: bool = False):
 
 @torch.inference_mode()
 def generate(model, tokenizer, conversations: Sequence[list[dict]], max_new_tokens: int, batch_size: int,
-             num_samples: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
+             num_samples: int = 1, temperature: float = 0.0, seed: int = 0,
+             max_prompt_tokens: int | None = None) -> list[list[str]]:
     """`num_samples` completions per conversation (greedy when temperature is 0), in input order.
 
     Prompts are sorted by length before batching so that little padding is computed.
     """
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"][-(max_prompt_tokens or 0):] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
     torch.manual_seed(seed)

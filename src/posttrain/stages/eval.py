@@ -1,23 +1,22 @@
-"""eval stage: every model on the same held-out items, greedy, scored by the row's verifier.
+"""eval stage: every model on the same items of every benchmark in the recipe, greedy, scored.
 
-Writes `scores.json`: per benchmark, per model the score, n and a bootstrap 95% confidence interval,
-plus per-language scores and a few sample completions.
+Writes `scores.json`: per benchmark, per model the score, n, a bootstrap 95% confidence interval, the
+per-item outcomes (for paired comparisons), per-language scores and a few sample completions; and which eval
+sets the data stage decontaminated against, for the gate.
 """
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from posttrain.data.formats import read_rows
+from posttrain.evals import BENCHMARKS
 from posttrain.recipe import Recipe
-from posttrain.stages.data import FILES
 from posttrain.store import seal, write_json
-from posttrain.verifiers import verify
 
-BENCHMARK = "arithmetic"  # the synthetic held-out set; the benchmark registry adds real ones (issue 7)
 
 
 def bootstrap_ci(outcomes: list[float], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -47,26 +46,32 @@ def promoted_model(recipe: Recipe, dest: Path) -> Path | None:
     return registry.fetch_model(entry, dest) if entry else None
 
 
-def score_model(recipe: Recipe, model_dir: Path, rows: list[dict]) -> dict:
+def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) -> dict[str, dict]:
+    """Greedy completions of one model on every benchmark's rows, scored; per benchmark a result."""
     from posttrain.generation import generate, load
 
     model, tokenizer = load(str(model_dir), trust_remote_code=recipe.model.trust_remote_code)
-    completions = [c[0] for c in generate(model, tokenizer, [r["messages"] for r in rows],
-                                          recipe.eval.max_new_tokens, recipe.eval.batch_size)]
-    outcomes = verify(completions, dataset=[r["dataset"] for r in rows], ground_truth=[r["ground_truth"] for r in rows])
-    by_language = defaultdict(list)
-    for row, outcome in zip(rows, outcomes):
-        by_language[row.get("language", "en")].append(outcome)
-    low, high = bootstrap_ci(outcomes)
-    return {
-        "score": sum(outcomes) / len(outcomes),
-        "n": len(outcomes),
-        "ci95": [low, high],
-        "languages": {lang: {"score": sum(v) / len(v), "n": len(v)} for lang, v in sorted(by_language.items())},
-        "outcomes": outcomes,
-        "samples": [{"prompt": rows[i]["messages"][-1]["content"], "completion": completions[i],
-                     "ground_truth": rows[i]["ground_truth"], "correct": bool(outcomes[i])} for i in range(3)],
-    }
+    results = {}
+    for name, rows in suites.items():
+        benchmark = BENCHMARKS[name]
+        completions = [c[0] for c in generate(model, tokenizer, [r["messages"] for r in rows],
+                                              benchmark.max_new_tokens(recipe), recipe.eval.batch_size,
+                                              max_prompt_tokens=recipe.eval.max_prompt_tokens)]
+        outcomes = benchmark.score(rows, completions)
+        by_language = defaultdict(list)
+        for row, outcome in zip(rows, outcomes):
+            by_language[row.get("language", "en")].append(outcome)
+        low, high = bootstrap_ci(outcomes)
+        results[name] = {
+            "score": sum(outcomes) / len(outcomes),
+            "n": len(outcomes),
+            "ci95": [low, high],
+            "languages": {lang: {"score": sum(v) / len(v), "n": len(v)} for lang, v in sorted(by_language.items())},
+            "outcomes": outcomes,
+            "samples": [{"prompt": rows[i]["messages"][-1]["content"][-300:], "completion": completions[i][:300],
+                         "correct": bool(outcomes[i])} for i in range(min(3, len(rows)))],
+        }
+    return results
 
 
 def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out_dir: str | Path) -> dict:
@@ -75,25 +80,25 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     start = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = read_rows(data_dir / FILES["heldout"], "rlvr")
+    suites = {name: BENCHMARKS[name].rows(recipe, data_dir) for name in recipe.eval.benchmarks}
     candidate, baseline = list(models)[-1], list(models)[0]
     with tempfile.TemporaryDirectory() as tmp:
         if promoted := promoted_model(recipe, Path(tmp) / "promoted"):
             models = {"promoted": promoted, **models}
-        results = _score_all(recipe, models, rows)
+        by_model = {label: score_model(recipe, Path(path), suites) for label, path in models.items()}
+    results = {name: {label: by_model[label][name] for label in models} for name in suites}
+    for name, by_label in results.items():
+        print("eval: " + name + ": " + ", ".join(f"{label} {r['score']:.3f}" for label, r in by_label.items())
+              + f" (n={len(suites[name])})")
+    decontamination = json.loads((data_dir / "report.json").read_text()).get("decontamination")
     scores = {"candidate": candidate, "baseline": baseline, "promoted": "promoted" if promoted else None,
-              "models": list(models), "benchmarks": {BENCHMARK: results}}
+              "models": list(models), "benchmarks": results,
+              "data": {"decontaminated_against": list(recipe.data.decontamination.eval_sets) if decontamination else [],
+                       "eval_sets": {name: BENCHMARKS[name].eval_set for name in suites}}}
     write_json(out_dir / "scores.json", scores)
     seconds = time.perf_counter() - start
-    summary = {label: round(r["score"], 4) for label, r in results.items()}
+    summary = {f"{label}/{name}" if len(results) > 1 else label: round(r["score"], 4)
+               for name, by_label in results.items() for label, r in by_label.items()}
     models.pop("promoted", None)  # a temporary download: not an input manifest of this run
     seal(out_dir, "eval", recipe.digest(), inputs={"data": data_dir, **models}, summary=summary, seconds=seconds)
     return scores
-
-
-def _score_all(recipe: Recipe, models: dict[str, Path], rows: list[dict]) -> dict:
-    results = {}
-    for label, model_dir in models.items():
-        results[label] = score_model(recipe, Path(model_dir), rows)
-        print(f"eval: {label}: {BENCHMARK} {results[label]['score']:.3f} (n={len(rows)})")
-    return results

@@ -34,6 +34,12 @@ def gate(recipe: Recipe, scores: dict) -> dict:
                        "passed": gain >= cfg.min_gain_over_base,
                        "detail": f"{benchmark}: {candidate} {gain:+.3f} over {baseline}, "
                                  f"minimum {cfg.min_gain_over_base:+.3f}"})
+    data = scores.get("data", {})
+    for benchmark, eval_set in sorted(data.get("eval_sets", {}).items()):
+        clean = eval_set in data.get("decontaminated_against", [])
+        checks.append({"check": f"training data decontaminated against {eval_set}", "passed": clean,
+                       "detail": f"{benchmark}: training data " + ("was" if clean else "was not")
+                                 + f" decontaminated against {eval_set}"})
     if promoted:
         for benchmark, result in sorted(scores["benchmarks"].items()):
             low, high = paired_difference_ci(result[candidate]["outcomes"], result[promoted]["outcomes"])
