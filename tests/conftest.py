@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,13 @@ def s3(monkeypatch):
     yield endpoint
     s3fs.S3FileSystem.clear_instance_cache()
     server.stop()
+
+
+def reply_json(handler, body, status: int = 200) -> None:
+    """Answer an http.server request with a JSON body (the fake KFP and OpenAI servers)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

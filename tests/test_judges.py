@@ -10,6 +10,8 @@ from posttrain import judges
 from posttrain.data.formats import problems as format_problems
 from posttrain.stages.preference import judge_pairs
 
+from conftest import reply_json
+
 ROW = {"messages": [{"role": "user", "content": "Ada has 12 loaves and gets 30 more. How many?"}],
        "ground_truth": "42", "dataset": "arithmetic"}
 
@@ -62,12 +64,7 @@ def openai_server():
             else:
                 level = 5 if "good" in answer else 2
                 content = "Sure: " + json.dumps({a: level for a in judges.ASPECTS})
-            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, {"choices": [{"message": {"role": "assistant", "content": content}}]})
 
         def log_message(self, *args):
             pass

@@ -8,7 +8,7 @@ import pytest
 from posttrain import cli
 from posttrain.recipe import load
 
-from conftest import ROOT
+from conftest import ROOT, reply_json
 
 
 @pytest.fixture
@@ -17,12 +17,7 @@ def fake_kfp():
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, body):
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, body)
 
         def do_GET(self):
             requests.append(("GET", self.path, None))

@@ -57,19 +57,28 @@ def write_jsonl(path: str | Path, rows) -> int:
     return count
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    rows = []
-    with open(path) as handle:
+class RowError(ValueError):
+    """A row of a data file that cannot be used; the message names file, line and field."""
+
+
+def iter_jsonl(path: str | Path):
+    """(line number, parsed value) for every non-blank line; invalid JSON raises RowError naming the line."""
+    with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield number, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {number}: expected an object, got {type(row).__name__}")
-            rows.append(row)
+                raise RowError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    rows = []
+    for number, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise RowError(f"{path} line {number}: expected an object, got {type(row).__name__}")
+        rows.append(row)
     return rows
 
 

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -15,8 +14,9 @@ Kind = Literal["sft", "preference", "rlvr"]
 ROLES = {"system", "user", "assistant"}
 
 
-class RowError(ValueError):
-    """A row that does not fit its format; the message names file, line and field."""
+from posttrain.store import RowError, iter_jsonl
+
+__all__ = ["RowError", "problems", "read_rows"]
 
 
 def _messages(value, field: str, last_role: str | None) -> list[str]:
@@ -62,16 +62,9 @@ def problems(row, kind: Kind) -> list[str]:
 def read_rows(path: str | Path, kind: Kind) -> list[dict]:
     """Rows of a JSONL file, each checked against `kind`; the first bad one raises RowError."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RowError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
-            found = problems(row, kind)
-            if found:
-                raise RowError(f"{path} line {number}: " + "; ".join(found))
-            rows.append(row)
+    for number, row in iter_jsonl(path):
+        found = problems(row, kind)
+        if found:
+            raise RowError(f"{path} line {number}: " + "; ".join(found))
+        rows.append(row)
     return rows
