@@ -61,3 +61,14 @@ def test_data_stage_refuses_more_rows_than_distinct_problems(tmp_path, micro_rec
     tiny = micro_recipe.override(data={"digits": 1, "operations": ["add"], "languages": ["en"], "sft_rows": 5000})
     with pytest.raises(ValueError, match=r"recipe\.data: only \d+ distinct problems with digits=1"):
         data.run(tiny, tmp_path)
+
+
+def test_a_finished_stage_is_skipped_on_rerun_and_never_overwritten(tmp_path, micro_recipe, capsys):
+    first = data.run(micro_recipe, tmp_path)
+    manifest = (tmp_path / "manifest.json").read_bytes()
+    assert data.run(micro_recipe, tmp_path) == first
+    assert "already holds this output for these inputs; skipped" in capsys.readouterr().out
+    assert (tmp_path / "manifest.json").read_bytes() == manifest
+    with pytest.raises(FileExistsError, match="outputs are never overwritten, use a new directory"):
+        data.run(micro_recipe.override(data={"seed": 1}), tmp_path)
+    assert (tmp_path / "manifest.json").read_bytes() == manifest

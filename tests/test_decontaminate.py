@@ -56,3 +56,20 @@ def test_data_stage_fails_when_told_to_and_a_split_is_contaminated(tmp_path, mic
     recipe = micro_recipe.override(data={"decontamination": {"action": "fail", "threshold": 0.0, "n": 1}})
     with pytest.raises(ValueError, match=r"data: sft is contaminated: \d+ of 64 rows overlap eval sets"):
         data.run(recipe, tmp_path)
+
+
+def test_near_duplicates_go_and_distinct_rows_stay():
+    from posttrain.data.dedup import near_duplicates
+
+    texts = ["Ada has 12 apples and buys 3 more apples at the market today.",
+             "Bruno sorts returned books in the library every single evening.",
+             "ada has 12 apples, and buys 3 more apples at the market today!",
+             "Ada has 12 apples and buys 3 more apples at the market tomorrow."]
+    assert near_duplicates(texts, threshold=0.8) == [2]
+    assert near_duplicates(texts, threshold=0.5) == [2, 3]
+
+
+def test_data_stage_reports_exact_and_near_duplicates(tmp_path, micro_recipe):
+    report = data.run(micro_recipe, tmp_path)
+    assert set(report["duplicates_dropped"]) == {"exact", "near"}
+    assert sum(report["rows"].values()) == 64 + 16 + 16 + 16

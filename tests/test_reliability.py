@@ -82,6 +82,7 @@ def test_resume_skips_a_checkpoint_without_marker_or_with_a_truncated_file(prepa
     sft.run(recipe, root / "base", root / "data", out)
     assert [p.name for p in checkpoints(out / "trainer")] == ["checkpoint-120", "checkpoint-110", "checkpoint-100"]
 
+    (out / "manifest.json").unlink()  # as if killed after its last checkpoints, before sealing the output
     (out / "trainer" / "checkpoint-120" / MARKER).unlink()  # killed before its marker was written
     weights = out / "trainer" / "checkpoint-110" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated afterwards

@@ -84,6 +84,7 @@ class DataSection(Section):
         ("en", "de", "fr", "es", "it"), min_length=1
     )
     decontamination: Decontamination = Decontamination()
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)  # MinHash Jaccard of word trigrams; 1.0: exact only
     sources: tuple[Source, ...] = ()  # mixed into the synthetic sets, deduplicated and decontaminated with them
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)  # of a source's rows; above it the stage fails
     max_row_chars: int = Field(200_000, gt=0)  # longer rows are quarantined

@@ -101,6 +101,23 @@ def seal(out_dir: str | Path, stage: str, recipe_digest: str, inputs: dict[str, 
     return manifest
 
 
+def finished(out_dir: str | Path, stage: str, recipe_digest: str, inputs: dict[str, str | Path] | None = None):
+    """The manifest when `out_dir` already holds this stage's output for these exact inputs, else None.
+
+    A finished output made from anything else is never overwritten: that raises FileExistsError.
+    """
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    wanted = {name: read_manifest(p)["sha256"] for name, p in (inputs or {}).items()}
+    if (manifest.get("stage"), manifest.get("recipe_sha256"), manifest.get("inputs")) == (stage, recipe_digest, wanted):
+        print(f"{stage}: {out_dir} already holds this output for these inputs; skipped")
+        return manifest
+    raise FileExistsError(f"{out_dir}: holds a finished {manifest.get('stage')} output from other inputs or "
+                          "another recipe; outputs are never overwritten, use a new directory")
+
+
 def read_manifest(out_dir: str | Path) -> dict:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
-from posttrain.store import read_jsonl, seal
+from posttrain.store import finished, read_jsonl, seal
 
 
 def _corpus(data_dir: Path):
@@ -25,6 +25,8 @@ def run(recipe: Recipe, data_dir: str | Path, out_dir: str | Path) -> dict:
     start = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if done := finished(out_dir, "base", recipe.digest(), {"data": data_dir}):
+        return done["summary"]
     if recipe.model.base == "tiny":
         from posttrain.models.tiny import build
 

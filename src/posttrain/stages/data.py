@@ -11,9 +11,10 @@ from pathlib import Path
 
 from posttrain.data.arithmetic import problems
 from posttrain.data.decontaminate import EvalIndex, decontaminate
+from posttrain.data.dedup import near_duplicates
 from posttrain.data.sources import mix
 from posttrain.recipe import Recipe
-from posttrain.store import seal, write_json, write_jsonl
+from posttrain.store import finished, seal, write_json, write_jsonl
 
 FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl"}
 
@@ -54,11 +55,14 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     cfg = recipe.data
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if done := finished(out_dir, "data", recipe.digest()):
+        return done["summary"]["report"]
     sizes = {"heldout": cfg.heldout_rows, "sft": cfg.sft_rows,
              "preference": cfg.preference_prompts, "rlvr": cfg.rlvr_prompts}
     wanted = sum(sizes.values())
 
-    # Exact dedup on the normalised prompt, across every split: no held-out prompt is ever trained on.
+    # Exact, then near-duplicate (MinHash) dedup on the prompt, across every split: no held-out prompt, or
+    # a near copy of one, is ever trained on. A 15% surplus covers what near-dedup drops.
     seen: set[str] = set()
     rows, generated = [], 0
     for row in problems(cfg.seed, 4 * wanted, cfg.digits, cfg.operations, cfg.languages):
@@ -67,8 +71,12 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
         if key not in seen:
             seen.add(key)
             rows.append(row)
-            if len(rows) == wanted:
+            if len(rows) == int(wanted * 1.15) + 10:
                 break
+    exact_duplicates = generated - len(rows)
+    near = set(near_duplicates([r["messages"][0]["content"] for r in rows], cfg.near_duplicate_threshold)
+               if cfg.near_duplicate_threshold < 1 else [])
+    rows = [row for i, row in enumerate(rows) if i not in near][:wanted]
     if len(rows) < wanted:
         raise ValueError(f"recipe.data: only {len(rows)} distinct problems with digits={cfg.digits}; "
                          f"asked for {wanted} rows, lower the row counts or raise digits")
@@ -89,7 +97,7 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
 
     report = {
         "generated": generated,
-        "duplicates_dropped": generated - len(rows),
+        "duplicates_dropped": {"exact": exact_duplicates, "near": len(near)},
         "rows": {name: len(split) for name, split in splits.items()},
         "languages": dict(Counter(row["language"] for row in rows)),
         "sources": source_counts,
@@ -98,6 +106,6 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     }
     write_json(out_dir / "report.json", report)
     seconds = time.perf_counter() - start
-    seal(out_dir, "data", recipe.digest(), summary={"rows": report["rows"]}, seconds=seconds)
+    seal(out_dir, "data", recipe.digest(), summary={"rows": report["rows"], "report": report}, seconds=seconds)
     print(f"data: wrote {sum(report['rows'].values())} rows to {out_dir} in {seconds:.1f}s")
     return report

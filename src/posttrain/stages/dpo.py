@@ -11,7 +11,7 @@ from posttrain.data.formats import read_rows
 from posttrain.logprobs import preference_margin
 from posttrain.recipe import Recipe
 from posttrain.training import has_gpu
-from posttrain.store import seal
+from posttrain.store import finished, seal
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -54,6 +54,8 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     start = time.perf_counter()
     policy_dir, pairs_dir, out_dir = Path(policy_dir), Path(pairs_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if done := finished(out_dir, "dpo", recipe.digest(), {"policy": policy_dir, "pairs": pairs_dir}):
+        return done["summary"]
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)

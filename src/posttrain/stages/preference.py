@@ -13,7 +13,7 @@ from statistics import mean
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
-from posttrain.store import seal, write_json, write_jsonl
+from posttrain.store import finished, seal, write_json, write_jsonl
 
 
 def make_judge(recipe: Recipe):
@@ -63,6 +63,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     cfg = recipe.preference
     policy_dir, data_dir, out_dir = Path(policy_dir), Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if done := finished(out_dir, "preference", recipe.digest(), {"policy": policy_dir, "data": data_dir}):
+        return done["summary"]
     rows = read_rows(data_dir / FILES["preference"], "rlvr")
     model, tokenizer = load(str(policy_dir), trust_remote_code=recipe.model.trust_remote_code)
     completions = generate(model, tokenizer, [r["messages"] for r in rows], cfg.max_new_tokens, cfg.batch_size,

@@ -12,7 +12,7 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.training import has_gpu
-from posttrain.store import seal
+from posttrain.store import finished, seal
 from posttrain.verifiers import verify
 
 
@@ -92,6 +92,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     start = time.perf_counter()
     policy_dir, data_dir, out_dir = Path(policy_dir), Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if done := finished(out_dir, "rlvr", recipe.digest(), {"policy": policy_dir, "data": data_dir}):
+        return done["summary"]
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)

@@ -7,7 +7,7 @@ from pathlib import Path
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
-from posttrain.store import seal
+from posttrain.store import finished, seal
 from posttrain.training import Checkpointing, Preempted, discard_checkpoints, guarded, has_gpu, latest_complete
 
 
@@ -46,6 +46,8 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
     start = time.perf_counter()
     base_dir, data_dir, out_dir = Path(base_dir), Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if done := finished(out_dir, "sft", recipe.digest(), {"base": base_dir, "data": data_dir}):
+        return done["summary"]
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(base_dir, trust_remote_code=trust)
