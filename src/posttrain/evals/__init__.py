@@ -43,7 +43,18 @@ def _humaneval_score(rows: list[dict], completions: list[str]) -> list[float]:
     return humaneval.score(rows, completions)
 
 
+def _olmo(name: str) -> Callable[[Recipe, Path], list[dict]]:
+    def rows(recipe: Recipe, data_dir: Path) -> list[dict]:
+        from posttrain.evals import olmo
+
+        return getattr(olmo, name)(recipe.eval.hf_datasets.get(name))
+
+    return rows
+
+
 BENCHMARKS = {
+    "gsm8k": Benchmark("gsm8k", "gsm8k", _olmo("gsm8k"), lambda r: r.eval.max_new_tokens, _verify),
+    "math500": Benchmark("math500", "math500", _olmo("math500"), lambda r: r.eval.max_new_tokens, _verify),
     "arithmetic": Benchmark("arithmetic", "heldout", _arithmetic_rows, lambda r: r.eval.max_new_tokens, _verify),
     "humaneval": Benchmark("humaneval", "humaneval", _humaneval_rows, lambda r: r.eval.code_max_new_tokens,
                            _humaneval_score),

@@ -32,6 +32,10 @@ def eval_index(recipe: Recipe, heldout: list[dict]) -> EvalIndex:
         from posttrain.evals import humaneval
 
         index.add("humaneval", [item["prompt"] for item in humaneval.problems()])
+    for name in {"gsm8k", "math500"} & set(cfg.eval_sets):
+        from posttrain.evals import olmo
+
+        index.add(name, [row["messages"][0]["content"] for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
     return index
 
 

