@@ -1,5 +1,6 @@
 """Resume after SIGKILL, fallback past a broken checkpoint, the finite-loss guard (issue 9)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,8 +102,9 @@ def test_sigterm_saves_a_checkpoint_and_stops(prepared, tmp_path):
     _wait_for(out / "trainer" / "checkpoint-10" / MARKER, child)
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=60)
-    assert child.returncode != 0 and "stopped by SIGTERM at step" in err
-    step = int(err.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    found = re.search(r"Preempted: sft: stopped by SIGTERM at step (\d+);", err)
+    assert child.returncode != 0 and found, err[-2000:]
+    step = int(found.group(1))
     assert latest_complete(out / "trainer").name == f"checkpoint-{step}" and step < 120
 
 
@@ -118,7 +120,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(pr
             calls["n"] += 1
             return output * float("nan") if calls["n"] > 25 else output
 
-        model.lm_head.register_forward_hook(hook)
+        model.model.norm.register_forward_hook(hook)  # TRL may compute the loss from hidden states itself
         return model
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(poisoned))
