@@ -81,8 +81,10 @@ def _submit(recipe: Recipe, args) -> int:
 def _key_numbers(summary: dict) -> str:
     shown = []
     for key, value in summary.items():
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool) or key == "passed":
-            shown.append(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}")
+        if isinstance(value, float):
+            shown.append(f"{key}={value:.3f}")
+        elif isinstance(value, (int, str)):  # bools are ints: passed=True shows too
+            shown.append(f"{key}={value}")
         elif key == "rows":
             shown.append("rows=" + "/".join(f"{k}:{v}" for k, v in value.items()))
     return ", ".join(shown)[:90]

@@ -28,7 +28,9 @@ def generate(model, tokenizer, conversations: Sequence[list[dict]], max_new_toke
     Prompts are sorted by length before batching so that little padding is computed.
     """
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"][-(max_prompt_tokens or 0):] for p in prompts]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if max_prompt_tokens:  # keep the end of long prompts: the question and the generation prompt
+        encoded = [ids[-max_prompt_tokens:] for ids in encoded]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
     torch.manual_seed(seed)

@@ -5,6 +5,7 @@ Writes `sft.jsonl` (`messages`), `preference.jsonl` and `rlvr.jsonl` (`messages`
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,7 +61,7 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if done := finished(out_dir, "data", recipe.digest()):
-        return done["summary"]["report"]
+        return json.loads((out_dir / "report.json").read_text())
     sizes = {"heldout": cfg.heldout_rows, "sft": cfg.sft_rows,
              "preference": cfg.preference_prompts, "rlvr": cfg.rlvr_prompts}
     wanted = sum(sizes.values())
@@ -110,6 +111,6 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     }
     write_json(out_dir / "report.json", report)
     seconds = time.perf_counter() - start
-    seal(out_dir, "data", recipe.digest(), summary={"rows": report["rows"], "report": report}, seconds=seconds)
+    seal(out_dir, "data", recipe.digest(), summary={"rows": report["rows"]}, seconds=seconds)
     print(f"data: wrote {sum(report['rows'].values())} rows to {out_dir} in {seconds:.1f}s")
     return report
