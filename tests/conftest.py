@@ -52,3 +52,42 @@ def reply_json(handler, body, status: int = 200) -> None:
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+@pytest.fixture
+def chat_server():
+    """A local OpenAI-compatible chat endpoint: `start(answer)` serves `answer(body) -> str | int` (an int is
+    an HTTP error status) and returns the base URL; every request body is recorded in `.bodies`."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    class Endpoint:
+        bodies: list[dict] = []
+
+        def start(self, answer) -> str:
+            bodies = self.bodies
+
+            class Handler(BaseHTTPRequestHandler):
+                def do_POST(self):
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                    bodies.append(body)
+                    result = answer(body)
+                    if isinstance(result, int):
+                        self.send_response(result)
+                        self.end_headers()
+                    else:
+                        reply_json(self, {"choices": [{"message": {"role": "assistant", "content": result}}]})
+
+                def log_message(self, *args):
+                    pass
+
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            servers.append(server)
+            return f"http://127.0.0.1:{server.server_port}/v1"
+
+    yield Endpoint()
+    for server in servers:
+        server.shutdown()

@@ -1,16 +1,12 @@
 """Each judge turns completions into valid Tülu preference pairs; the LLM judge against a local server."""
 import json
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from posttrain import judges
 from posttrain.data.formats import problems as format_problems
 from posttrain.stages.preference import judge_pairs
-
-from conftest import reply_json
 
 ROW = {"messages": [{"role": "user", "content": "Ada has 12 loaves and gets 30 more. How many?"}],
        "ground_truth": "42", "dataset": "arithmetic"}
@@ -44,46 +40,25 @@ def test_reward_model_judge_scores_with_a_sequence_classifier(tmp_path):
     _assert_valid(pairs)
 
 
-@pytest.fixture
-def openai_server():
-    calls = {"n": 0, "garbage": 0}
+def test_llm_judge_rates_with_the_rubric_retries_and_skips_unparsable(chat_server):
+    garbage = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            calls["n"] += 1
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            prompt = body["messages"][0]["content"]
-            if calls["n"] == 1:  # the first call fails: the judge must retry
-                self.send_response(503)
-                self.end_headers()
-                return
-            answer = prompt.rsplit("# Answer to grade\n", 1)[1]
-            if "garbage" in answer:
-                calls["garbage"] += 1
-                content = "I would rather not say."
-            else:
-                level = 5 if "good" in answer else 2
-                content = "Sure: " + json.dumps({a: level for a in judges.ASPECTS})
-            reply_json(self, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+    def answer(body):
+        if len(chat_server.bodies) == 1:  # the first call fails: the judge must retry
+            return 503
+        graded = body["messages"][0]["content"].rsplit("# Answer to grade\n", 1)[1]
+        if "garbage" in graded:
+            garbage.append(graded)
+            return "I would rather not say."
+        return "Sure: " + json.dumps({a: 5 if "good" in graded else 2 for a in judges.ASPECTS})
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1", calls
-    server.shutdown()
-
-
-def test_llm_judge_rates_with_the_rubric_retries_and_skips_unparsable(openai_server):
-    url, calls = openai_server
-    judge = judges.LLMJudge(url, "judge-model", parse_retries=2, backoff_s=0.01, concurrency=1)
+    judge = judges.LLMJudge(chat_server.start(answer), "judge-model", parse_retries=2, backoff_s=0.01, concurrency=1)
     completions = [["a good answer", "a weak answer", "garbage"], ["garbage", "garbage too"]]
     pairs, skipped = judge_pairs(judge, [ROW, ROW], completions, random.Random(0))
     _assert_valid(pairs)
     assert pairs[0]["chosen"][-1]["content"] == "a good answer" and pairs[0]["chosen_score"] == 5.0
     assert skipped == 1  # the second prompt had nothing parsable
-    assert judge.unparsable == 3 and calls["garbage"] == 3 * 3  # each tried 1 + 2 times
+    assert judge.unparsable == 3 and len(garbage) == 3 * 3  # each tried 1 + 2 times
 
 
 def test_parse_ratings_rejects_out_of_range_and_missing_aspects():

@@ -10,12 +10,10 @@ One shape for all: `judge(row, completions) -> list[float] | None` (None: the pr
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+from posttrain.generators import OpenAIGenerator, Request
 
 from posttrain.verifiers import verify
 
@@ -67,35 +65,19 @@ def parse_ratings(text: str) -> float | None:
 class LLMJudge:
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", parse_retries: int = 2,
                  http_retries: int = 3, backoff_s: float = 1.0, concurrency: int = 8, timeout_s: float = 60.0):
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.api_key = model, os.environ.get(api_key_env, "")
-        self.parse_retries, self.http_retries, self.backoff_s = parse_retries, http_retries, backoff_s
-        self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.client = OpenAIGenerator(base_url, model, api_key_env, concurrency=1, retries=http_retries,
+                                      backoff_s=backoff_s, timeout_s=timeout_s)
+        self.parse_retries, self.concurrency = parse_retries, concurrency
         self.unparsable = 0  # completions skipped because every answer was unparsable
 
-    def _ask(self, prompt: str) -> str:
-        body = json.dumps({"model": self.model, "temperature": 0,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"}
-        for attempt in range(self.http_retries + 1):
-            try:
-                request = urllib.request.Request(self.url, data=body, headers=headers)
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return json.loads(response.read())["choices"][0]["message"]["content"]
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500 or attempt == self.http_retries:
-                    raise RuntimeError(f"judge {self.url}: HTTP {exc.code}") from None
-            except (urllib.error.URLError, TimeoutError) as exc:
-                if attempt == self.http_retries:
-                    raise RuntimeError(f"judge {self.url}: {exc}") from None
-            time.sleep(self.backoff_s * 2**attempt)
-        raise AssertionError("unreachable")
+    def _ask(self, prompt: str, attempt: int) -> str:
+        return self.client([Request.user(prompt, temperature=0.0, seed=attempt)])[0]
 
     def _rate(self, row: dict, completion: str) -> float | None:
         conversation = "\n".join(f"{m['role']}: {m['content']}" for m in row["messages"])
         prompt = RUBRIC.replace("{conversation}", conversation).replace("{completion}", completion)
-        for _ in range(self.parse_retries + 1):
-            score = parse_ratings(self._ask(prompt))
+        for attempt in range(self.parse_retries + 1):
+            score = parse_ratings(self._ask(prompt, attempt))
             if score is not None:
                 return score
         self.unparsable += 1
