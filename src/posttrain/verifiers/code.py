@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import resource
 import shutil
 import signal
@@ -57,7 +58,16 @@ def run_programs(programs: list[str], timeout_s: float = 10.0, memory_mb: int = 
         return list(pool.map(lambda p: run_program(p, timeout_s, memory_mb), programs))
 
 
+_BLOCK = re.compile(r"```(?:python|py)?\n(.*?)(?:```|$)", re.S)
+
+
+def extract_code(completion: str) -> str:
+    """The code of a chat answer: its first ```python block, or the whole answer."""
+    match = _BLOCK.search(completion)
+    return match.group(1) if match else completion
+
+
 def code_reward(completions: list[str], ground_truth: list[str], **_: object) -> list[float]:
-    """`ground_truth` holds each row's test code, run after the completion."""
-    programs = [f"{completion}\n\n{tests}\n" for completion, tests in zip(completions, ground_truth, strict=True)]
+    """`ground_truth` holds each row's test code, run after the completion's code."""
+    programs = [f"{extract_code(completion)}\n\n{tests}\n" for completion, tests in zip(completions, ground_truth, strict=True)]
     return [1.0 if ok else 0.0 for ok in run_programs(programs)]
