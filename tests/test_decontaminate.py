@@ -71,5 +71,5 @@ def test_near_duplicates_go_and_distinct_rows_stay():
 
 def test_data_stage_reports_exact_and_near_duplicates(tmp_path, micro_recipe):
     report = data.run(micro_recipe, tmp_path)
-    assert set(report["duplicates_dropped"]) == {"exact", "near"}
+    assert set(report["duplicates_dropped"]) == {"exact", "near", "by_group"}
     assert sum(report["rows"].values()) == 64 + 16 + 16 + 16

@@ -77,6 +77,6 @@ def test_a_source_on_s3_is_read_through_moto_and_mixed_by_the_data_stage(s3, tmp
     recipe = micro_recipe.override(data={"sources": [{"name": "extra", "path": "s3://posttrain/mix/extra.jsonl",
                                                       "rows": 10}]})
     report = data.run(recipe, tmp_path)
-    assert report["sources"]["extra"] == {"read": 30, "valid": 30, "quarantined": 0, "taken": 10}
+    assert report["sources"]["extra"] == {"read": 30, "valid": 30, "quarantined": 0, "taken": 10, "duplicates": 0}
     sft = read_jsonl(tmp_path / data.FILES["sft"])
     assert len(sft) == 64 + 10 and sum(r["messages"][0]["content"].startswith("question") for r in sft) == 10

@@ -72,6 +72,34 @@ class Source(Section):
         return self
 
 
+class Synthesis(Section):
+    """Persona-driven synthetic data beyond the math problems, and augmentation of those."""
+
+    backend: Literal["template", "transformers", "openai"] = "template"  # template: offline, deterministic
+    model: str | None = None  # transformers: a path or Hub name; openai: the model name sent to the endpoint
+    url: str | None = None  # openai: an OpenAI-compatible base URL, e.g. http://vllm:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the endpoint's key (from a Secret)
+    concurrency: int = Field(8, gt=0)  # openai: requests in flight
+    cache_dir: str | None = None  # model answers by request hash; default: generator-cache/ in the stage output
+    personas: str | None = None  # PersonaHub-format jsonl on any fsspec URL; model backends only
+    ifeval_rows: int = Field(0, ge=0)  # SFT conversations under IFEval-style constraints
+    code_rows: int = Field(0, ge=0)  # SFT conversations writing a function that passes tests
+    rlvr_ifeval_rows: int = Field(0, ge=0)  # RLVR prompts scored by the ifeval verifier
+    perturbations: int = Field(0, ge=0)  # numeric variants of each math problem (answer recomputed, verified)
+    retellings: int = Field(0, ge=0)  # the same problem for another persona, in another language
+
+    @model_validator(mode="after")
+    def _backend_has_what_it_needs(self) -> "Synthesis":
+        if self.backend != "template" and not self.model:
+            raise ValueError(f"backend {self.backend} needs model")
+        if self.backend == "openai" and not self.url:
+            raise ValueError("backend openai needs url (an OpenAI-compatible endpoint)")
+        if self.backend == "template" and self.personas:
+            raise ValueError("personas (free-text PersonaHub personas) need a model backend; template uses the "
+                             "shipped persona set")
+        return self
+
+
 class DataSection(Section):
     seed: int = 0
     sft_rows: int = Field(20_000, gt=0)  # synthetic SFT conversations
@@ -83,6 +111,7 @@ class DataSection(Section):
     languages: tuple[Literal["en", "de", "fr", "es", "it", "pt"], ...] = Field(
         ("en", "de", "fr", "es", "it"), min_length=1
     )
+    synthesis: Synthesis = Synthesis()
     decontamination: Decontamination = Decontamination()
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1)  # MinHash Jaccard of word trigrams; 1.0: exact only
     sources: tuple[Source, ...] = ()  # mixed into the synthetic sets, deduplicated and decontaminated with them

@@ -66,13 +66,11 @@ def scratchpad(a: int, b: int, operation: str) -> str:
     return ", ".join(steps)
 
 
-def problem(rng: random.Random, digits: int, operation: str, language: str) -> dict:
-    """One RLVR-format row: `messages` (the user turn), `ground_truth` and `dataset`."""
-    low, high = 10 ** (digits - 1), 10**digits - 1
-    a, b = rng.randint(low, high), rng.randint(low, high)
-    if operation == "sub" and b > a:
-        a, b = b, a
-    persona = rng.choice(PERSONAS)
+def render(a: int, b: int, operation: str, persona: dict, language: str) -> dict:
+    """The RLVR-format row for `a op b` told about `persona` in `language`, with its worked solution.
+
+    The operands, operation and persona stay in the row, so augmentation can re-tell or re-number it.
+    """
     role, item = persona[language]
     question = QUESTIONS[language][operation].format(name=persona["name"], persona=role, item=item, a=a, b=b)
     answer = a + b if operation == "add" else a - b
@@ -86,7 +84,23 @@ def problem(rng: random.Random, digits: int, operation: str, language: str) -> d
         "dataset": "arithmetic",
         "solution": solution,
         "language": language,
+        "family": "math",
+        "operands": [a, b],
+        "operation": operation,
+        "persona": persona["name"],
     }
+
+
+def operands(rng: random.Random, digits: int, operation: str) -> tuple[int, int]:
+    low, high = 10 ** (digits - 1), 10**digits - 1
+    a, b = rng.randint(low, high), rng.randint(low, high)
+    return (b, a) if operation == "sub" and b > a else (a, b)
+
+
+def problem(rng: random.Random, digits: int, operation: str, language: str) -> dict:
+    """One RLVR-format row: `messages` (the user turn), `ground_truth` and `dataset`."""
+    a, b = operands(rng, digits, operation)
+    return render(a, b, operation, rng.choice(PERSONAS), language)
 
 
 def problems(seed: int, count: int, digits: int, operations, languages) -> Iterator[dict]:

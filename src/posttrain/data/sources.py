@@ -89,7 +89,7 @@ def mix(sources, seed: int, max_quarantine_fraction: float, max_chars: int) -> t
             raise SourceError(f"source {source.name} ({source.path}): {len(bad)} of {len(raw)} rows invalid "
                               f"({share:.1%} > recipe.data.max_quarantine_fraction {max_quarantine_fraction:.1%}); "
                               f"first: {first}")
-        taken = take(valid, source, seed)
+        taken = [row | {"source": source.name} for row in take(valid, source, seed)]
         mixed[source.kind] += taken
         counts[source.name] = {"read": len(raw), "valid": len(valid), "quarantined": len(bad), "taken": len(taken)}
     return mixed, quarantine, counts

@@ -6,22 +6,29 @@ Writes `sft.jsonl` (`messages`), `preference.jsonl` and `rlvr.jsonl` (`messages`
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 from pathlib import Path
 
+from posttrain import generators
+from posttrain.data import coding, instructions
 from posttrain.data.arithmetic import problems
 from posttrain.data.decontaminate import EvalIndex, decontaminate
 from posttrain.data.dedup import near_duplicates
 from posttrain.data.sources import mix
+from posttrain.data.synthesis import ModelWriter, Tally, perturb, persona_descriptions, retell, verified
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal, write_json, write_jsonl
 
 FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl"}
 
 
-def _prompt(row: dict) -> str:
-    return " ".join(row["messages"][0]["content"].split()).lower()
+def prompt_text(row: dict) -> str:
+    """The first user turn of any Tülu row, whitespace- and case-normalised: what dedup compares."""
+    turns = row.get("messages") or row.get("chosen") or []
+    first = next((m.get("content", "") for m in turns if isinstance(m, dict) and m.get("role") == "user"), "")
+    return " ".join(str(first or row.get("prompt", "")).split()).lower()
 
 
 def eval_index(recipe: Recipe, heldout: list[dict]) -> EvalIndex:
@@ -55,56 +62,154 @@ def decontaminate_splits(recipe: Recipe, splits: dict[str, list[dict]]) -> dict:
     return report
 
 
+def _unique(rows, count: int, seen: set[str], attempts: int) -> tuple[list[dict], int]:
+    """Up to `count` rows whose normalised prompt is new to `seen` (updated), from at most `attempts` rows."""
+    kept, tried = [], 0
+    for row in rows:
+        tried += 1
+        key = prompt_text(row)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+            if len(kept) == count or tried >= attempts:
+                break
+    return kept, tried - len(kept)
+
+
+def _template_family(family, name: str, seed: int, count: int, languages, tally: Tally) -> list[dict]:
+    rng = random.Random(f"{seed}:{name}")
+    rows = [family.task(rng, rng.choice(languages)) for _ in range(count)]
+    tally.generated[name.split("_")[1]] += len(rows)
+    return verified(rows, tally, name.split("_")[1])
+
+
+def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[dict]]:
+    """Candidate rows per group, in dedup priority order: held-out first, then training math (seeds with
+    their augmentations), then the other families. Every row has passed its own verifier."""
+    cfg, syn = recipe.data, recipe.data.synthesis
+    training = cfg.sft_rows + cfg.preference_prompts + cfg.rlvr_prompts
+    seeds_needed = -(-int(training * 1.15 + 10) // (1 + syn.perturbations + syn.retellings))
+    seen: set[str] = set()
+    stream = problems(cfg.seed, 4 * (cfg.heldout_rows + training), cfg.digits, cfg.operations, cfg.languages)
+    heldout, dropped_h = _unique(stream, int(cfg.heldout_rows * 1.15) + 10, seen, 4 * cfg.heldout_rows + 40)
+    writer = None
+    if syn.backend == "template":
+        seeds, dropped_s = _unique(stream, seeds_needed, seen, 4 * seeds_needed)
+        tally.generated["math"] += len(heldout) + len(seeds) + dropped_h + dropped_s
+    else:
+        writer = ModelWriter(generators.from_config(syn.backend, model=syn.model, url=syn.url,
+                                                    api_key_env=syn.api_key_env, concurrency=syn.concurrency,
+                                                    cache_dir=str(cache_dir)),
+                             persona_descriptions(syn.personas), cfg.languages, random.Random(cfg.seed))
+        seeds = []
+        for _ in range(4):  # a model's answers fail verification at a rate nobody knows up front: ask again
+            seeds += writer.math(seeds_needed - len(seeds), tally)
+            if len(seeds) >= seeds_needed:
+                break
+    tally.exact_duplicates = dropped_h + (0 if writer else dropped_s)  # repeats in the template stream
+
+    rng = random.Random(f"{cfg.seed}:augment")
+    math = []
+    for seed_row in seeds:
+        math.append(seed_row)
+        math += [r for r in (perturb(seed_row, rng) for _ in range(syn.perturbations)) if r is not None]
+        if writer is None:
+            math += [r for r in (retell(seed_row, rng, cfg.languages) for _ in range(syn.retellings)) if r is not None]
+    if writer is not None and syn.retellings:
+        math += writer.retell([r for r in seeds for _ in range(syn.retellings)], tally)
+    augmented = [r for r in math if "augmented" in r]
+    tally.augmented.update(Counter(r["augmented"] for r in augmented))
+    passed = {id(r) for r in verified(augmented, tally, "augmented")}
+    math = [r for r in math if "augmented" not in r or id(r) in passed]  # each seed next to its variants
+
+    groups = {"heldout": heldout, "math": math, "sft_ifeval": [], "sft_code": [], "rlvr_ifeval": []}
+    wanted = {"sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows, "rlvr_ifeval": syn.rlvr_ifeval_rows}
+    for name, count in wanted.items():
+        if not count:
+            continue
+        extra = int(count * (1.3 if writer else 2)) + 10  # what dedup drops; templates repeat more
+        if writer is not None:
+            groups[name] = writer.code(extra, tally) if name == "sft_code" else writer.ifeval(extra, tally)
+        else:
+            family = coding if name == "sft_code" else instructions
+            groups[name] = _template_family(family, name, cfg.seed, extra, cfg.languages, tally)
+    return groups
+
+
 def run(recipe: Recipe, out_dir: str | Path) -> dict:
     start = time.perf_counter()
-    cfg = recipe.data
+    cfg, syn = recipe.data, recipe.data.synthesis
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if done := finished(out_dir, "data", recipe.digest()):
         return json.loads((out_dir / "report.json").read_text())
-    sizes = {"heldout": cfg.heldout_rows, "sft": cfg.sft_rows,
-             "preference": cfg.preference_prompts, "rlvr": cfg.rlvr_prompts}
-    wanted = sum(sizes.values())
 
-    # Exact, then near-duplicate (MinHash) dedup on the prompt, across every split: no held-out prompt, or
-    # a near copy of one, is ever trained on. A 15% surplus covers what near-dedup drops.
+    tally = Tally()
+    groups = synthesise(recipe, Path(syn.cache_dir) if syn.cache_dir else out_dir / "generator-cache", tally)
+    mixed, quarantine, source_counts = mix(cfg.sources, cfg.seed, cfg.max_quarantine_fraction, cfg.max_row_chars)
+    for kind, rows in mixed.items():
+        groups[f"source_{kind}"] = rows
+    write_jsonl(out_dir / "quarantine.jsonl", quarantine)
+
+    # Exact, then near-duplicate (MinHash) dedup on the prompt, within and across every group and source, in
+    # priority order: held-out items first, so no training row repeats or nearly repeats one.
+    order = [(name, row) for name, rows in groups.items() for row in rows]
     seen: set[str] = set()
-    rows, generated = [], 0
-    for row in problems(cfg.seed, 4 * wanted, cfg.digits, cfg.operations, cfg.languages):
-        generated += 1
-        key = _prompt(row)
-        if key not in seen:
-            seen.add(key)
-            rows.append(row)
-            if len(rows) == int(wanted * 1.15) + 10:
-                break
-    exact_duplicates = generated - len(rows)
-    near = set(near_duplicates([r["messages"][0]["content"] for r in rows], cfg.near_duplicate_threshold)
-               if cfg.near_duplicate_threshold < 1 else [])
-    rows = [row for i, row in enumerate(rows) if i not in near][:wanted]
-    if len(rows) < wanted:
-        raise ValueError(f"recipe.data: only {len(rows)} distinct problems with digits={cfg.digits}; "
-                         f"asked for {wanted} rows, lower the row counts or raise digits")
+    exact = [i for i, (_, row) in enumerate(order) if (key := prompt_text(row)) in seen or seen.add(key)]
+    keep = [i for i in range(len(order)) if i not in set(exact)]
+    near = set()
+    if cfg.near_duplicate_threshold < 1:
+        found = near_duplicates([prompt_text(order[i][1]) for i in keep], cfg.near_duplicate_threshold)
+        near = {keep[j] for j in found}
+    dropped: Counter = Counter({"math/exact": tally.exact_duplicates})
+    for source in source_counts.values():
+        source["duplicates"] = 0
+    for how, indices in (("exact", exact), ("near", near)):
+        for i in indices:
+            name, row = order[i]
+            dropped[f"{name}/{how}"] += 1
+            if "source" in row:
+                source_counts[row["source"]]["duplicates"] += 1
+    gone = near | set(exact)
+    kept: dict[str, list[dict]] = {name: [] for name in groups}
+    for i, (name, row) in enumerate(order):
+        if i not in gone:
+            kept[name].append(row)
 
-    splits, offset = {}, 0
-    for name, size in sizes.items():
-        splits[name] = rows[offset : offset + size]
-        offset += size
+    sizes = {"heldout": cfg.heldout_rows, "sft": cfg.sft_rows, "preference": cfg.preference_prompts,
+             "rlvr": cfg.rlvr_prompts}
+    math = kept["math"]
+    if len(kept["heldout"]) < cfg.heldout_rows or len(math) < sizes["sft"] + sizes["preference"] + sizes["rlvr"]:
+        raise ValueError(f"recipe.data: only {len(kept['heldout']) + len(math)} distinct problems with "
+                         f"digits={cfg.digits}; asked for {sum(sizes.values())} rows, lower the row counts or raise digits")
+    for name, count in {"sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
+                        "rlvr_ifeval": syn.rlvr_ifeval_rows}.items():
+        if len(kept[name]) < count:
+            raise ValueError(f"recipe.data.synthesis: only {len(kept[name])} distinct {name} rows survived "
+                             f"verification and dedup, {count} asked for")
+    splits = {"heldout": kept["heldout"][: cfg.heldout_rows]}
+    offset = 0
+    for name in ("sft", "preference", "rlvr"):
+        splits[name] = math[offset : offset + sizes[name]]
+        offset += sizes[name]
+    splits["sft"] += kept["sft_ifeval"][: syn.ifeval_rows] + kept["sft_code"][: syn.code_rows]
+    splits["rlvr"] += kept["rlvr_ifeval"][: syn.rlvr_ifeval_rows]
     for row in splits["sft"]:
         row["messages"] = row["messages"] + [{"role": "assistant", "content": row["solution"]}]
-    mixed, quarantine, source_counts = mix(cfg.sources, cfg.seed, cfg.max_quarantine_fraction, cfg.max_row_chars)
-    for kind, extra in mixed.items():
-        splits[kind] += extra
-    write_jsonl(out_dir / "quarantine.jsonl", quarantine)
+    for kind in ("sft", "preference", "rlvr"):
+        splits[kind] += kept[f"source_{kind}"]
     contamination = decontaminate_splits(recipe, splits)
     for name, split in splits.items():
         write_jsonl(out_dir / FILES[name], split)
 
     report = {
-        "generated": generated,
-        "duplicates_dropped": {"exact": exact_duplicates, "near": len(near)},
         "rows": {name: len(split) for name, split in splits.items()},
-        "languages": dict(Counter(row["language"] for row in rows)),
+        "languages": {name: dict(Counter(r.get("language", "?") for r in split)) for name, split in splits.items()},
+        "families": {name: dict(Counter(r.get("family", r.get("source", "?")) for r in split))
+                     for name, split in splits.items()},
+        "synthesis": {"backend": syn.backend, **tally.as_dict()},
+        "duplicates_dropped": {"exact": len(exact) + tally.exact_duplicates, "near": len(near),
+                               "by_group": dict(sorted(dropped.items()))},
         "sources": source_counts,
         "quarantined": len(quarantine),
         "decontamination": contamination,
