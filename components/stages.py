@@ -52,12 +52,16 @@ def dpo(recipe: str, pairs: Input[Dataset], policy: Input[Model], model: Output[
 
 
 @dsl.component(base_image=IMAGES["rlvr"], install_kfp_package=False)
-def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Output[Model]):
-    """Reinforcement learning with verifiable rewards (GRPO or PPO, as the recipe says)."""
+def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Output[Model], progress: Output[HTML]):
+    """Reinforcement learning with verifiable rewards (GRPO or PPO, as the recipe says); `progress` plots
+    reward, accuracy, KL and completion length per step."""
+    import shutil
+
     from posttrain.recipe import loads
     from posttrain.stages import rlvr as stage
 
     stage.run(loads(recipe), policy.path, dataset.path, model.path)
+    shutil.copyfile(f"{model.path}/progress.html", progress.path)
 
 
 @dsl.component(base_image=IMAGES["eval"], install_kfp_package=False)

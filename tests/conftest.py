@@ -14,12 +14,13 @@ def micro_recipe():
     return load(ROOT / "recipes" / "tiny.yaml").override(
         model={"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
                         "vocab_size": 320, "max_positions": 256}},
-        data={"sft_rows": 64, "preference_prompts": 16, "rlvr_prompts": 16, "heldout_rows": 16},
+        data={"sft_rows": 64, "preference_prompts": 16, "rlvr_prompts": 16, "heldout_rows": 16,
+              "synthesis": {"ifeval_rows": 8, "code_rows": 4, "rlvr_ifeval_rows": 4, "heldout_ifeval_rows": 8}},
         sft={"epochs": 1, "batch_size": 32, "warmup": 0},
         preference={"samples_per_prompt": 2, "max_new_tokens": 8, "heldout_fraction": 0.25, "include_reference": True},
         dpo={"batch_size": 8},
         rlvr={"max_steps": 2, "batch_size": 16, "num_generations": 4, "max_completion_length": 8},
-        eval={"max_new_tokens": 8, "code_max_new_tokens": 8, "max_prompt_tokens": 64},
+        eval={"max_new_tokens": 8, "max_new_tokens_for": {"ifeval": 8, "humaneval": 8}, "max_prompt_tokens": 64},
     )
 
 

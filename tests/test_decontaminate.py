@@ -54,7 +54,7 @@ def test_data_stage_fails_when_told_to_and_a_split_is_contaminated(tmp_path, mic
     import pytest
 
     recipe = micro_recipe.override(data={"decontamination": {"action": "fail", "threshold": 0.0, "n": 1}})
-    with pytest.raises(ValueError, match=r"data: sft is contaminated: \d+ of 64 rows overlap eval sets"):
+    with pytest.raises(ValueError, match=r"data: sft is contaminated: \d+ of 76 rows overlap eval sets"):
         data.run(recipe, tmp_path)
 
 
@@ -72,4 +72,4 @@ def test_near_duplicates_go_and_distinct_rows_stay():
 def test_data_stage_reports_exact_and_near_duplicates(tmp_path, micro_recipe):
     report = data.run(micro_recipe, tmp_path)
     assert set(report["duplicates_dropped"]) == {"exact", "near", "by_group"}
-    assert sum(report["rows"].values()) == 64 + 16 + 16 + 16
+    assert sum(report["rows"].values()) == 64 + 16 + 16 + 16 + (8 + 4 + 4 + 8)  # + the synthesis families

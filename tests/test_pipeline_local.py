@@ -10,12 +10,12 @@ from posttrain.store import read_manifest
 pytestmark = pytest.mark.e2e
 
 EXPECTED_FILES = {
-    "data": {"sft.jsonl", "preference.jsonl", "rlvr.jsonl", "heldout.jsonl", "report.json"},
+    "data": {"sft.jsonl", "preference.jsonl", "rlvr.jsonl", "heldout.jsonl", "heldout_ifeval.jsonl", "report.json"},
     "base": {"config.json", "model.safetensors", "tokenizer.json"},
     "sft": {"config.json", "model.safetensors", "tokenizer.json"},
     "preference": {"pairs.jsonl", "heldout_pairs.jsonl", "report.json"},
     "dpo": {"config.json", "model.safetensors"},
-    "rlvr": {"config.json", "model.safetensors"},
+    "rlvr": {"config.json", "model.safetensors", "progress.html"},
     "eval": {"scores.json"},
     "gate": {"report.json", "report.md"},
 }
@@ -40,8 +40,13 @@ def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path)
         manifest = read_manifest(stages[stage]["path"])
         assert manifest["stage"] == stage
         assert files <= set(manifest["files"]), f"{stage} is missing {files - set(manifest['files'])}"
-    assert stages["data"]["summary"]["rows"] == {"heldout": 16, "sft": 64, "preference": 16, "rlvr": 16}
-    assert stages["rlvr"]["summary"]["steps"] == 2
+    assert stages["data"]["summary"]["rows"] == {"heldout": 16, "heldout_ifeval": 8, "sft": 64 + 8 + 4,
+                                                 "preference": 16, "rlvr": 16 + 4}
+    rlvr = stages["rlvr"]["summary"]
+    assert rlvr["steps"] == 2 and [e["step"] for e in rlvr["log"]] == [1, 2]
+    assert all(0.0 <= e["accuracy"] <= 1.0 for e in rlvr["log"])
+    progress = (Path(stages["rlvr"]["path"]) / "progress.html").read_text()
+    assert progress.count("<polyline") == 4 and "accuracy" in progress  # reward, accuracy, KL, length
 
     assert report["models"] == ["base", "sft", "dpo", "rlvr"] and report["candidate"] == "rlvr"
     for label in report["models"]:

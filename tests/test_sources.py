@@ -79,4 +79,4 @@ def test_a_source_on_s3_is_read_through_moto_and_mixed_by_the_data_stage(s3, tmp
     report = data.run(recipe, tmp_path)
     assert report["sources"]["extra"] == {"read": 30, "valid": 30, "quarantined": 0, "taken": 10, "duplicates": 0}
     sft = read_jsonl(tmp_path / data.FILES["sft"])
-    assert len(sft) == 64 + 10 and sum(r["messages"][0]["content"].startswith("question") for r in sft) == 10
+    assert len(sft) == 64 + 8 + 4 + 10 and sum(r["messages"][0]["content"].startswith("question") for r in sft) == 10

@@ -69,3 +69,10 @@ def test_humaneval_canonical_solutions_pass_and_empty_ones_fail():
     assert score == 1.0
     score, outcomes = humaneval.pass_at_1(items, [""] * len(items), timeout_s=5.0)
     assert score == 0.0 and len(outcomes) == 164
+
+
+def test_multiple_choice_reads_the_stated_letter():
+    from posttrain.verifiers import verify
+
+    completions = ["Between B and C, the answer is C.", "I think it is (A)", "the answer is: d", "I agree."]
+    assert verify(completions, dataset=["multiple_choice"] * 4, ground_truth=["C", "A", "D", "I"]) == [1, 1, 1, 0]

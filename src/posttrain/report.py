@@ -47,6 +47,40 @@ def _bars(title: str, values: dict[str, tuple[float, float, float]]) -> str:
     return "".join(parts)
 
 
+def _line(title: str, points: list[tuple[float, float]]) -> str:
+    """An inline SVG line chart of (step, value) points, axes labelled with their ranges."""
+    width, height, left, top = 560, 160, 56, 30
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    scaled = [(left + (x - x0) / (x1 - x0) * (width - left - 10), top + (1 - (y - y0) / (y1 - y0)) * height)
+              for x, y in points]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in scaled)
+    return (f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height + top + 30}" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+            f'<text x="0" y="16" font-size="14">{escape(title)}</text>'
+            f'<polyline class="series" fill="none" stroke="#4477aa" stroke-width="2" points="{path}"/>'
+            f'<text x="{left - 4}" y="{top + 4}" font-size="11" text-anchor="end">{y1:.3g}</text>'
+            f'<text x="{left - 4}" y="{top + height}" font-size="11" text-anchor="end">{y0:.3g}</text>'
+            f'<text x="{left}" y="{top + height + 18}" font-size="11">step {x0:g}</text>'
+            f'<text x="{width - 10}" y="{top + height + 18}" font-size="11" text-anchor="end">step {x1:g}</text></svg>')
+
+
+PROGRESS = {"reward": "reward (mean)", "accuracy": "accuracy (share verified right)", "kl": "KL to the reference",
+            "completions/mean_length": "completion length (tokens)"}
+
+
+def render_progress(summary: dict) -> str:
+    """The RLVR stage's training curves (reward, accuracy, KL, length per logged step) as an HTML page."""
+    log = summary.get("log", [])
+    charts = [_line(f"{summary['algorithm']}: {label}", [(e["step"], e[key]) for e in log if e.get(key) is not None])
+              for key, label in PROGRESS.items() if sum(1 for e in log if e.get(key) is not None) >= 2]
+    head = (f"<h1>rlvr: {escape(summary['algorithm'])}, {summary['steps']} steps</h1><p>reward "
+            f"{summary['reward_first']} &rarr; {summary['reward_last']}</p>")
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>rlvr progress</title></head>"
+            f"<body style=\"font-family:sans-serif\">{head}{''.join(charts) or '<p>no steps logged</p>'}</body></html>\n")
+
+
 def render_html(report: dict) -> str:
     """A self-contained HTML page (tables and SVG plots) for the KFP UI's HTML viewer or a browser."""
     models = report["models"]

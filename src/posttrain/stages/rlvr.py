@@ -10,6 +10,7 @@ from pathlib import Path
 
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
+from posttrain.report import render_progress
 from posttrain.stages.data import FILES
 from posttrain.training import has_gpu
 from posttrain.store import finished, seal
@@ -22,18 +23,26 @@ def _text(completion) -> str:
 
 
 def make_reward(recipe: Recipe, eos_token_id: int):
-    """A TRL reward function: `(completions, **row_fields) -> list[float]`."""
+    """TRL reward functions `(completions, **row_fields) -> list[float]`: the verifiable reward, and
+    `accuracy` (the verifier's verdicts alone, weight 0: logged by TRL, never trained on, not re-verified)."""
     cfg = recipe.rlvr
+    last: dict = {}
 
     def verifiable_reward(completions, dataset, ground_truth, completion_ids=None, **_) -> list[float]:
         scores = verify([_text(c) for c in completions], dataset=dataset, ground_truth=ground_truth)
+        last.update(completions=completions, scores=scores)
         rewards = [cfg.verified_reward * s for s in scores]
         if cfg.no_eos_penalty and completion_ids is not None:
             rewards = [r + (cfg.no_eos_penalty if eos_token_id not in ids else 0.0)
                        for r, ids in zip(rewards, completion_ids)]
         return rewards
 
-    return verifiable_reward
+    def accuracy(completions, dataset, ground_truth, **_) -> list[float]:
+        if last.get("completions") is completions:
+            return last["scores"]
+        return verify([_text(c) for c in completions], dataset=dataset, ground_truth=ground_truth)
+
+    return verifiable_reward, accuracy
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -52,7 +61,8 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         max_completion_length=cfg.max_completion_length,
         seed=cfg.seed,
         save_strategy="no",
-        logging_steps=10,
+        logging_steps=max(1, cfg.max_steps // 100),  # the progress plot gets up to ~100 points
+        reward_weights=[1.0, 0.0],  # verifiable_reward, accuracy (logged only)
         report_to="none",
         use_cpu=not has_gpu(),
         bf16=has_gpu(),
@@ -65,11 +75,11 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> l
 
     dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
                                  for r in rows])
-    trainer = GRPOTrainer(model=model, reward_funcs=make_reward(recipe, tokenizer.eos_token_id),
+    trainer = GRPOTrainer(model=model, reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
                           args=trainer_config(recipe, out_dir), train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
     trainer.save_model(str(out_dir))
-    return [h for h in trainer.state.log_history if "reward" in h]
+    return [h | {"accuracy": h.get("rewards/accuracy/mean")} for h in trainer.state.log_history if "reward" in h]
 
 
 def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
@@ -105,8 +115,10 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
-        "log": [{k: h[k] for k in ("step", "reward", "kl", "completions/mean_length") if k in h} for h in history],
+        "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length") if k in h}
+                for h in history],
     }
+    (out_dir / "progress.html").write_text(render_progress(summary))
     seconds = time.perf_counter() - start
     seal(out_dir, "rlvr", recipe.digest(), inputs={"policy": policy_dir, "data": data_dir}, summary=summary,
          seconds=seconds)

@@ -2,10 +2,10 @@
 from posttrain.verifiers.code import code_reward
 from posttrain.verifiers.ifeval import ifeval_reward
 from posttrain.verifiers.math import math_reward
-from posttrain.verifiers.number import final_number, number_reward
+from posttrain.verifiers.number import choice_reward, final_number, number_reward
 
 VERIFIERS = {"arithmetic": number_reward, "gsm8k": number_reward, "math": math_reward, "code": code_reward,
-             "ifeval": ifeval_reward}
+             "ifeval": ifeval_reward, "multiple_choice": choice_reward}
 
 
 def verify(completions: list[str], dataset: list[str], ground_truth: list[str], **_: object) -> list[float]:
@@ -22,4 +22,4 @@ def verify(completions: list[str], dataset: list[str], ground_truth: list[str], 
     return scores
 
 
-__all__ = ["VERIFIERS", "code_reward", "final_number", "ifeval_reward", "math_reward", "number_reward", "verify"]
+__all__ = ["VERIFIERS", "choice_reward", "code_reward", "final_number", "ifeval_reward", "math_reward", "number_reward", "verify"]
