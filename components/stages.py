@@ -27,10 +27,10 @@ def base(recipe: str, dataset: Input[Dataset], model: Output[Model]):
 @dsl.component(base_image=IMAGES["sft"], install_kfp_package=False)
 def sft(recipe: str, dataset: Input[Dataset], base_model: Input[Model], model: Output[Model]):
     """Supervised fine-tuning on the assistant turns."""
+    from posttrain.launch import run_stage
     from posttrain.recipe import loads
-    from posttrain.stages import sft as stage
 
-    stage.run(loads(recipe), base_model.path, dataset.path, model.path)
+    run_stage("sft", loads(recipe), base_model.path, dataset.path, model.path)
 
 
 @dsl.component(base_image=IMAGES["preference"], install_kfp_package=False)
@@ -45,10 +45,10 @@ def preference(recipe: str, dataset: Input[Dataset], policy: Input[Model], pairs
 @dsl.component(base_image=IMAGES["dpo"], install_kfp_package=False)
 def dpo(recipe: str, pairs: Input[Dataset], policy: Input[Model], model: Output[Model]):
     """Length-normalised DPO on the preference pairs."""
+    from posttrain.launch import run_stage
     from posttrain.recipe import loads
-    from posttrain.stages import dpo as stage
 
-    stage.run(loads(recipe), policy.path, pairs.path, model.path)
+    run_stage("dpo", loads(recipe), policy.path, pairs.path, model.path)
 
 
 @dsl.component(base_image=IMAGES["rlvr"], install_kfp_package=False)
@@ -57,10 +57,10 @@ def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Outp
     reward, accuracy, KL and completion length per step."""
     import shutil
 
+    from posttrain.launch import run_stage
     from posttrain.recipe import loads
-    from posttrain.stages import rlvr as stage
 
-    stage.run(loads(recipe), policy.path, dataset.path, model.path)
+    run_stage("rlvr", loads(recipe), policy.path, dataset.path, model.path)
     shutil.copyfile(f"{model.path}/progress.html", progress.path)
 
 

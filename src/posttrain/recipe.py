@@ -138,6 +138,7 @@ class SFTSection(Section):
     packing: bool = False
     group_by_length: bool = True  # batches of similar length, shuffled; less padding, same data
     seed: int = 0
+    deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
     checkpoints: Checkpoints = Checkpoints()
 
 
@@ -180,6 +181,7 @@ class DPOSection(Section):
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_length: int = Field(256, gt=0)  # tokens, prompt + completion
     seed: int = 0
+    deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
 
 
 class RLVRSection(Section):
@@ -198,6 +200,7 @@ class RLVRSection(Section):
     ppo_epochs: int = Field(2, ge=1)  # PPO: optimisation passes over each batch of rollouts
     gae_lambda: float = Field(0.95, ge=0, le=1)  # PPO: advantage smoothing
     seed: int = 0
+    deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
 
     @model_validator(mode="after")
     def _groups_fill_batches(self) -> "RLVRSection":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -98,6 +99,27 @@ class FiniteLossGuard:
             raise NonFiniteLoss(f"loss is {value} at step {self.state.global_step + 1}; "
                                 f"last good checkpoint: {last or 'none'}")
         return loss
+
+
+def world_size() -> int:
+    """Processes in this training run (torchrun sets WORLD_SIZE); 1 outside a distributed launch."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def deepspeed_config(zero: str) -> dict | None:
+    """A DeepSpeed config for ZeRO stage 2 or 3 ("zero2", "zero3"), or None for "none". "auto" values are
+    filled in by transformers from the trainer's arguments (batch sizes, clipping, bf16), so the recipe
+    stays the one place those are set. ZeRO-3 gathers the full weights when the model is saved."""
+    if zero == "none":
+        return None
+    stage = {"zero2": 2, "zero3": 3}[zero]
+    optimization = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": "auto"}
+    if stage == 3:
+        optimization |= {"stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
+                         "stage3_gather_16bit_weights_on_model_save": True, "sub_group_size": 1e9}
+    return {"bf16": {"enabled": "auto"}, "zero_optimization": optimization, "gradient_clipping": "auto",
+            "gradient_accumulation_steps": "auto", "train_batch_size": "auto",
+            "train_micro_batch_size_per_gpu": "auto", "steps_per_print": 1e9}
 
 
 def has_gpu() -> bool:

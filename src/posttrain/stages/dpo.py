@@ -10,7 +10,7 @@ from pathlib import Path
 from posttrain.data.formats import read_rows
 from posttrain.logprobs import preference_margin
 from posttrain.recipe import Recipe
-from posttrain.training import has_gpu
+from posttrain.training import deepspeed_config, has_gpu, world_size
 from posttrain.store import finished, seal
 
 
@@ -38,6 +38,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         report_to="none",
         use_cpu=not has_gpu(),
         bf16=has_gpu(),
+        deepspeed=deepspeed_config(cfg.deepspeed),
     )
 
 
@@ -65,9 +66,12 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     trainer = DPOTrainer(model=model, args=trainer_config(recipe, out_dir), train_dataset=train,
                          processing_class=tokenizer)
     result = trainer.train()
-    trainer.save_model(str(out_dir))
+    trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
+    if not trainer.is_world_process_zero():
+        return {}
     tokenizer.save_pretrained(out_dir)
-    margin_after = preference_margin(trainer.model.eval(), tokenizer, heldout)
+    trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir)  # whole, unsharded
+    margin_after = preference_margin(trained.eval(), tokenizer, heldout)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),
                "heldout_margin_before": round(margin_before, 4), "heldout_margin_after": round(margin_after, 4)}
     seconds = time.perf_counter() - start

@@ -12,7 +12,7 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
 from posttrain.stages.data import FILES
-from posttrain.training import has_gpu
+from posttrain.training import deepspeed_config, has_gpu
 from posttrain.store import finished, seal
 from posttrain.verifiers import verify
 
@@ -66,6 +66,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         report_to="none",
         use_cpu=not has_gpu(),
         bf16=has_gpu(),
+        deepspeed=deepspeed_config(cfg.deepspeed),
     )
 
 
@@ -78,7 +79,9 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> l
     trainer = GRPOTrainer(model=model, reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
                           args=trainer_config(recipe, out_dir), train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
-    trainer.save_model(str(out_dir))
+    trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
+    if not trainer.is_world_process_zero():
+        return None
     return [h | {"accuracy": h.get("rewards/accuracy/mean")} for h in trainer.state.log_history if "reward" in h]
 
 
@@ -109,6 +112,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
     history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir)
+    if history is None:  # not rank 0 of a distributed run
+        return {}
     tokenizer.save_pretrained(out_dir)
     summary = {
         "algorithm": recipe.rlvr.algorithm,

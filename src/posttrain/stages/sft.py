@@ -8,7 +8,8 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.store import finished, seal
-from posttrain.training import Checkpointing, Preempted, discard_checkpoints, guarded, has_gpu, latest_complete
+from posttrain.training import (Checkpointing, Preempted, deepspeed_config, discard_checkpoints, guarded, has_gpu,
+                                latest_complete)
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -35,6 +36,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         report_to="none",
         use_cpu=not has_gpu(),
         bf16=has_gpu(),
+        deepspeed=deepspeed_config(cfg.deepspeed),
     )
 
 
@@ -64,7 +66,9 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
     if checkpointing.terminated:
         raise Preempted(f"sft: stopped by SIGTERM at step {trainer.state.global_step}; "
                         f"checkpoint saved in {args.output_dir}, rerun to resume")
-    trainer.save_model(str(out_dir))
+    trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
+    if not trainer.is_world_process_zero():
+        return {}
     tokenizer.save_pretrained(out_dir)
     discard_checkpoints(args.output_dir)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "rows": len(dataset),
