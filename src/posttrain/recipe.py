@@ -137,6 +137,7 @@ class SFTSection(Section):
     # turns each batch into one long sequence. Length-grouped batches cut padding everywhere.
     packing: bool = False
     group_by_length: bool = True  # batches of similar length, shuffled; less padding, same data
+    length_bucket: int = Field(0, ge=0)  # group by length rounded up to this many tokens; 0: exact lengths
     seed: int = 0
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
     checkpoints: Checkpoints = Checkpoints()

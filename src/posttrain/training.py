@@ -134,6 +134,26 @@ def discard_checkpoints(root: str | Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def bucketed(trainer_class, width: int):
+    """`trainer_class` whose length-grouped batches group by length rounded up to `width` tokens: rows of
+    one bucket stay in random order, so batches of similar-length rows are still mixed (not, say, one
+    template per batch), while short and long rows stop padding each other. `width` 0: exact lengths."""
+    if not width:
+        return trainer_class
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return trainer_class._get_train_sampler(self, train_dataset)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        lengths = [-(-len(ids) // width) * width for ids in dataset["input_ids"]]
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    dataset=dataset, lengths=lengths)
+
+    return type(f"Bucketed{trainer_class.__name__}", (trainer_class,), {"_get_train_sampler": _get_train_sampler})
+
+
 def guarded(trainer_class):
     """`trainer_class` with the finite-loss guard."""
     return type(f"Guarded{trainer_class.__name__}", (FiniteLossGuard, trainer_class), {})

@@ -8,8 +8,8 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.store import finished, seal
-from posttrain.training import (Checkpointing, Preempted, deepspeed_config, discard_checkpoints, guarded, has_gpu,
-                                latest_complete)
+from posttrain.training import (Checkpointing, Preempted, bucketed, deepspeed_config, discard_checkpoints, guarded,
+                                has_gpu, latest_complete)
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -58,7 +58,7 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
     resume = latest_complete(args.output_dir)
     checkpointing = Checkpointing()
     checkpointing.install_signal_handler()
-    trainer = guarded(SFTTrainer)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+    trainer = guarded(bucketed(SFTTrainer, recipe.sft.length_bucket))(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                   callbacks=[checkpointing])
     if resume:
         print(f"sft: resuming from {resume}")
