@@ -52,3 +52,35 @@ def test_the_8b_recipe_shards_with_zero3_and_the_gpu_image_ships_deepspeed():
     recipe = load(ROOT / "recipes" / "tulu3-8b.yaml")
     assert recipe.sft.deepspeed == recipe.dpo.deepspeed == recipe.rlvr.deepspeed == "zero3"
     assert "deepspeed==" in (ROOT / "images" / "gpu" / "requirements-gpu.txt").read_text()
+
+
+def test_length_buckets_keep_rows_of_one_bucket_shuffled():
+    import random
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from posttrain.training import bucketed
+
+    class Base:
+        def _get_train_sampler(self, train_dataset=None):
+            return "random"
+
+    rng = random.Random(0)
+    lengths = [rng.randint(70, 110) for _ in range(900)] + [rng.randint(180, 250) for _ in range(100)]
+    rng.shuffle(lengths)
+    dataset = Dataset.from_dict({"input_ids": [[0] * n for n in lengths]})
+    trainer = object.__new__(bucketed(Base, 64))
+    trainer.args = SimpleNamespace(train_sampling_strategy="group_by_length", train_batch_size=20,
+                                   gradient_accumulation_steps=1)
+    order = list(trainer._get_train_sampler(dataset))
+    batches = [[lengths[i] for i in order[k : k + 20]] for k in range(0, len(order), 20)]
+    mixed = [b for b in batches if min(b) <= 128 < max(b)]
+    # short and long rows only meet where a mega-batch's long rows run out: one batch per mega-batch
+    # (transformers makes 1,000 rows of batch 20 into mega-batches of 12 x 20 = 240 rows, so 5)
+    assert len(mixed) <= 5 and len(batches) == 50
+    short = [b for b in batches if max(b) <= 128]
+    assert sum(b != sorted(b, reverse=True) for b in short) > len(short) * 0.9  # not sorted by exact length
+    trainer.args.train_sampling_strategy = "random"
+    assert trainer._get_train_sampler(dataset) == "random"
+    assert bucketed(Base, 0) is Base
