@@ -84,3 +84,13 @@ def test_length_buckets_keep_rows_of_one_bucket_shuffled():
     trainer.args.train_sampling_strategy = "random"
     assert trainer._get_train_sampler(dataset) == "random"
     assert bucketed(Base, 0) is Base
+
+
+def test_grpo_uses_vllm_only_where_it_can(micro_recipe, tmp_path):
+    from posttrain.stages import rlvr
+
+    assert rlvr.trainer_config(micro_recipe, tmp_path).use_vllm is False  # "auto" on a CPU machine
+    with pytest.raises(RuntimeError, match="recipe.rlvr.vllm is on, but this machine has no GPU"):
+        rlvr.trainer_config(micro_recipe.override(rlvr={"vllm": "on"}), tmp_path)
+    eight_b = load(ROOT / "recipes" / "tulu3-8b.yaml")
+    assert eight_b.rlvr.vllm == "auto" and eight_b.rlvr.vllm_mode == "colocate"

@@ -1,22 +1,56 @@
-"""Batched generation with transformers on CPU (vLLM takes this role on GPU)."""
+"""Batched generation behind one call: vLLM where there is a GPU and vLLM is installed (the gpu image),
+transformers `generate` (batched, length-sorted) everywhere else. Same prompts, same truncation, same output."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 
+@dataclass
+class VLLMModel:
+    """A vLLM engine standing where a transformers model would (see `load`)."""
+
+    engine: object
+
+
+def vllm_wanted() -> bool:
+    """vLLM when CUDA and vLLM are both present, unless POSTTRAIN_GENERATION=transformers says otherwise."""
+    if os.environ.get("POSTTRAIN_GENERATION") == "transformers" or not torch.cuda.is_available():
+        return False
+    from importlib.util import find_spec
+
+    return find_spec("vllm") is not None
+
+
 def load(path: str, trust_remote_code: bool = False):
-    """Model and tokenizer from a `save_pretrained` directory or Hub name, ready for generation."""
+    """Model (or vLLM engine) and tokenizer from a `save_pretrained` directory or Hub name, for generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if vllm_wanted():
+        from vllm import LLM
+
+        return VLLMModel(LLM(model=path, trust_remote_code=trust_remote_code,
+                             tensor_parallel_size=torch.cuda.device_count())), tokenizer
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code)
     model.eval()
     return model, tokenizer
+
+
+def _generate_vllm(model: VLLMModel, encoded: list[list[int]], max_new_tokens: int, num_samples: int,
+                   temperature: float, seed: int) -> list[list[str]]:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+    outputs = model.engine.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params)
+    return [[choice.text for choice in output.outputs] for output in outputs]
 
 
 @torch.inference_mode()
@@ -31,6 +65,8 @@ def generate(model, tokenizer, conversations: Sequence[list[dict]], max_new_toke
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if max_prompt_tokens:  # keep the end of long prompts: the question and the generation prompt
         encoded = [ids[-max_prompt_tokens:] for ids in encoded]
+    if isinstance(model, VLLMModel):  # vLLM schedules its own batches
+        return _generate_vllm(model, encoded, max_new_tokens, num_samples, temperature, seed)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
     torch.manual_seed(seed)

@@ -200,6 +200,12 @@ class RLVRSection(Section):
     clip: float = Field(0.2, gt=0, lt=1)  # PPO/GRPO ratio clip (epsilon)
     ppo_epochs: int = Field(2, ge=1)  # PPO: optimisation passes over each batch of rollouts
     gae_lambda: float = Field(0.95, ge=0, le=1)  # PPO: advantage smoothing
+    # GRPO rollouts through vLLM (TRL's integration): "auto" uses it where a GPU and vLLM are present.
+    # colocate: vLLM shares each training GPU; server: a `trl vllm-serve` endpoint at vllm_server_url.
+    vllm: Literal["auto", "on", "off"] = "auto"
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_server_url: str | None = None
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
     seed: int = 0
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
 

@@ -45,11 +45,31 @@ def make_reward(recipe: Recipe, eos_token_id: int):
     return verifiable_reward, accuracy
 
 
+def use_vllm(recipe: Recipe) -> bool:
+    """Whether GRPO generates its rollouts with vLLM: "on" (an error without it), "off", or "auto" (a GPU
+    and an importable vLLM)."""
+    mode = recipe.rlvr.vllm
+    if mode == "off":
+        return False
+    from trl.import_utils import is_vllm_available
+
+    available = has_gpu() and is_vllm_available()
+    if mode == "on" and not available:
+        raise RuntimeError("recipe.rlvr.vllm is on, but this machine has no GPU or no vLLM installed "
+                           "(the gpu image has both)")
+    return available
+
+
 def trainer_config(recipe: Recipe, out_dir: Path):
     from trl import GRPOConfig
 
     cfg = recipe.rlvr
+    vllm = use_vllm(recipe)
     return GRPOConfig(
+        use_vllm=vllm,
+        vllm_mode=cfg.vllm_mode,
+        vllm_server_base_url=cfg.vllm_server_url if vllm and cfg.vllm_mode == "server" else None,
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         output_dir=str(out_dir / "trainer"),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
