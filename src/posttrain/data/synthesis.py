@@ -197,5 +197,4 @@ class ModelWriter:
             if "operands" in row:  # the worked solution in the new language
                 retold["solution"] = arithmetic.render(*row["operands"], row["operation"], PERSONAS[0], lang)["solution"]
             out.append(retold)
-        tally.augmented["retold"] += len(out)
         return out

@@ -118,7 +118,9 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
     math = []
     for seed_row in seeds:
         math.append(seed_row)
-        math += [r for r in (perturb(seed_row, rng) for _ in range(syn.perturbations)) if r is not None]
+        variants = [perturb(seed_row, rng) for _ in range(syn.perturbations)]
+        tally.augmented["not_perturbable"] += variants.count(None)  # model-written: no operands to re-number
+        math += [r for r in variants if r is not None]
         if writer is None:
             math += [r for r in (retell(seed_row, rng, cfg.languages) for _ in range(syn.retellings)) if r is not None]
     if writer is not None and syn.retellings:
