@@ -24,7 +24,7 @@ def prepared(tmp_path_factory):
     recipe = load(ROOT / "recipes" / "tiny.yaml").override(
         model={"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
                         "vocab_size": 320, "max_positions": 256}},
-        data={"sft_rows": 480, "preference_prompts": 1, "rlvr_prompts": 1, "heldout_rows": 1},
+        data={"sft_rows": 480, "preference_prompts": 1, "rlvr_prompts": 1, "heldout_rows": 1, "synthesis": {}},
         sft={"epochs": 1, "batch_size": 4, "warmup": 0, "checkpoints": {"every": 10, "keep": 3}},
     )
     root = tmp_path_factory.mktemp("prepared")
@@ -131,3 +131,35 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(pr
     good = _weights(out / "trainer" / "checkpoint-20")
     assert all(torch.isfinite(t).all() for t in good.values())
     assert not (out / "manifest.json").exists()
+
+
+DPO_CHILD = ("import sys; from posttrain.recipe import load; from posttrain.stages import dpo; "
+             "dpo.run(load(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])")
+
+
+def test_dpo_preempted_by_sigterm_resumes_from_its_checkpoint(micro_recipe, tmp_path):
+    from posttrain.stages import preference
+
+    recipe = micro_recipe.override(dpo={"batch_size": 1, "epochs": 4, "checkpoints": {"every": 2, "keep": 2}})
+    data.run(recipe, tmp_path / "data")
+    base.run(recipe, tmp_path / "data", tmp_path / "base")
+    sft.run(recipe, tmp_path / "base", tmp_path / "data", tmp_path / "sft")
+    preference.run(recipe, tmp_path / "sft", tmp_path / "data", tmp_path / "pairs")
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(recipe.to_yaml())
+    out = tmp_path / "dpo"
+    command = [sys.executable, "-c", DPO_CHILD, str(recipe_file), str(tmp_path / "sft"), str(tmp_path / "pairs"), str(out)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "trainer" / "checkpoint-2" / MARKER, child)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    found = re.search(r"Preempted: dpo: stopped by SIGTERM at step (\d+);", err)
+    assert child.returncode != 0 and found, err[-2000:]
+    stopped = latest_complete(out / "trainer")
+    assert not (out / "manifest.json").exists()
+
+    from posttrain.stages import dpo
+
+    summary = dpo.run(recipe, tmp_path / "sft", tmp_path / "pairs", out)
+    assert summary["resumed_from"] == stopped.name and summary["steps"] > int(found.group(1))
+    assert not (out / "trainer").exists()  # checkpoints go once the model is sealed

@@ -183,6 +183,7 @@ class DPOSection(Section):
     max_length: int = Field(256, gt=0)  # tokens, prompt + completion
     seed: int = 0
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
+    checkpoints: Checkpoints = Checkpoints()
 
 
 class RLVRSection(Section):
@@ -208,6 +209,7 @@ class RLVRSection(Section):
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
     seed: int = 0
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
+    checkpoints: Checkpoints = Checkpoints()  # GRPO; PPO does not checkpoint
 
     @model_validator(mode="after")
     def _groups_fill_batches(self) -> "RLVRSection":

@@ -80,7 +80,7 @@ class Checkpointing(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir():
+        if checkpoint.is_dir() and state.is_world_process_zero:  # one marker, written by rank 0
             marker = {"step": state.global_step, "files": file_digests(checkpoint, skip={MARKER})}
             tmp = checkpoint / f".{MARKER}.tmp"
             tmp.write_text(json.dumps(marker))
@@ -157,3 +157,26 @@ def bucketed(trainer_class, width: int):
 def guarded(trainer_class):
     """`trainer_class` with the finite-loss guard."""
     return type(f"Guarded{trainer_class.__name__}", (FiniteLossGuard, trainer_class), {})
+
+
+def checkpoint_args(checkpoints) -> dict:
+    """Trainer arguments for a recipe's `checkpoints` section (`every` 0: only on SIGTERM)."""
+    return {"save_strategy": "steps" if checkpoints.every else "no", "save_steps": checkpoints.every or None,
+            "save_total_limit": checkpoints.keep}
+
+
+def train_resumably(stage: str, trainer_class, args, **kwargs):
+    """Build `trainer_class` (with the finite-loss guard and SIGTERM checkpointing), resume from the newest
+    whole checkpoint under `args.output_dir` if there is one, and train. Returns (trainer, train output,
+    the checkpoint resumed from or None); raises `Preempted` after a SIGTERM, once the checkpoint is saved."""
+    resume = latest_complete(args.output_dir)
+    checkpointing = Checkpointing()
+    checkpointing.install_signal_handler()
+    trainer = guarded(trainer_class)(args=args, callbacks=[checkpointing], **kwargs)
+    if resume:
+        print(f"{stage}: resuming from {resume}")
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if checkpointing.terminated:
+        raise Preempted(f"{stage}: stopped by SIGTERM at step {trainer.state.global_step}; "
+                        f"checkpoint saved in {args.output_dir}, rerun to resume")
+    return trainer, result, resume

@@ -10,7 +10,8 @@ from pathlib import Path
 from posttrain.data.formats import read_rows
 from posttrain.logprobs import preference_margin
 from posttrain.recipe import Recipe
-from posttrain.training import deepspeed_config, has_gpu, world_size
+from posttrain.training import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably,
+                                world_size)
 from posttrain.store import finished, seal
 
 
@@ -33,7 +34,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         max_length=cfg.max_length,
         precompute_ref_log_probs=True,  # the reference is frozen: score it once, not every step
         seed=cfg.seed,
-        save_strategy="no",
+        **checkpoint_args(cfg.checkpoints),
         logging_steps=10,
         report_to="none",
         use_cpu=not has_gpu(),
@@ -63,16 +64,18 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     train = Dataset.from_list([to_trl(p) for p in read_rows(pairs_dir / "pairs.jsonl", "preference")])
     heldout = read_rows(pairs_dir / "heldout_pairs.jsonl", "preference")
     margin_before = preference_margin(model.eval(), tokenizer, heldout)
-    trainer = DPOTrainer(model=model, args=trainer_config(recipe, out_dir), train_dataset=train,
-                         processing_class=tokenizer)
-    result = trainer.train()
+    args = trainer_config(recipe, out_dir)
+    trainer, result, resume = train_resumably("dpo", DPOTrainer, args, model=model, train_dataset=train,
+                                              processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
         return {}
     tokenizer.save_pretrained(out_dir)
     trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir)  # whole, unsharded
     margin_after = preference_margin(trained.eval(), tokenizer, heldout)
+    discard_checkpoints(args.output_dir)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),
+               "resumed_from": resume.name if resume else None,
                "heldout_margin_before": round(margin_before, 4), "heldout_margin_after": round(margin_after, 4)}
     seconds = time.perf_counter() - start
     seal(out_dir, "dpo", recipe.digest(), inputs={"policy": policy_dir, "pairs": pairs_dir}, summary=summary,

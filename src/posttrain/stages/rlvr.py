@@ -12,7 +12,7 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
 from posttrain.stages.data import FILES
-from posttrain.training import deepspeed_config, has_gpu
+from posttrain.training import checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably
 from posttrain.store import finished, seal
 from posttrain.verifiers import verify
 
@@ -80,7 +80,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length,
         seed=cfg.seed,
-        save_strategy="no",
+        **checkpoint_args(cfg.checkpoints),
         logging_steps=max(1, cfg.max_steps // 100),  # the progress plot gets up to ~100 points
         reward_weights=[1.0, 0.0],  # verifiable_reward, accuracy (logged only)
         report_to="none",
@@ -96,12 +96,14 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> l
 
     dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
                                  for r in rows])
-    trainer = GRPOTrainer(model=model, reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
-                          args=trainer_config(recipe, out_dir), train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
+    args = trainer_config(recipe, out_dir)
+    trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, model=model, train_dataset=dataset,
+                                         reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
+                                         processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
         return None
+    discard_checkpoints(args.output_dir)
     return [h | {"accuracy": h.get("rewards/accuracy/mean")} for h in trainer.state.log_history if "reward" in h]
 
 

@@ -8,8 +8,8 @@ from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
 from posttrain.store import finished, seal
-from posttrain.training import (Checkpointing, Preempted, bucketed, deepspeed_config, discard_checkpoints, guarded,
-                                has_gpu, latest_complete)
+from posttrain.training import (bucketed, checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu,
+                                train_resumably)
 
 
 def trainer_config(recipe: Recipe, out_dir: Path):
@@ -29,9 +29,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         assistant_only_loss=True,
         seed=cfg.seed,
-        save_strategy="steps" if cfg.checkpoints.every else "no",
-        save_steps=cfg.checkpoints.every or None,
-        save_total_limit=cfg.checkpoints.keep,
+        **checkpoint_args(cfg.checkpoints),
         logging_steps=25,
         report_to="none",
         use_cpu=not has_gpu(),
@@ -55,17 +53,8 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
     model = AutoModelForCausalLM.from_pretrained(base_dir, trust_remote_code=trust)
     dataset = Dataset.from_list([{"messages": r["messages"]} for r in read_rows(data_dir / FILES["sft"], "sft")])
     args = trainer_config(recipe, out_dir)
-    resume = latest_complete(args.output_dir)
-    checkpointing = Checkpointing()
-    checkpointing.install_signal_handler()
-    trainer = guarded(bucketed(SFTTrainer, recipe.sft.length_bucket))(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                  callbacks=[checkpointing])
-    if resume:
-        print(f"sft: resuming from {resume}")
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if checkpointing.terminated:
-        raise Preempted(f"sft: stopped by SIGTERM at step {trainer.state.global_step}; "
-                        f"checkpoint saved in {args.output_dir}, rerun to resume")
+    trainer, result, resume = train_resumably("sft", bucketed(SFTTrainer, recipe.sft.length_bucket), args,
+                                              model=model, train_dataset=dataset, processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
         return {}
