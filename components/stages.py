@@ -7,12 +7,16 @@ from posttrain.components.images import IMAGES
 
 
 @dsl.component(base_image=IMAGES["data"], install_kfp_package=False)
-def data(recipe: str, dataset: Output[Dataset]):
-    """Synthesise, deduplicate and split the training and held-out data."""
+def data(recipe: str, dataset: Output[Dataset], summary: Output[Markdown]):
+    """Synthesise, deduplicate, decontaminate and split the training and held-out data; `summary` is the
+    data report (rows per split and language, synthesis, duplicates, sources, decontamination)."""
+    from pathlib import Path
+
     from posttrain.recipe import loads
+    from posttrain.report import render_data_markdown
     from posttrain.stages import data as stage
 
-    stage.run(loads(recipe), dataset.path)
+    Path(summary.path).write_text(render_data_markdown(stage.run(loads(recipe), dataset.path)))
 
 
 @dsl.component(base_image=IMAGES["sft"], install_kfp_package=False)

@@ -45,6 +45,8 @@ def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path)
     rlvr = stages["rlvr"]["summary"]
     assert rlvr["steps"] == 2 and [e["step"] for e in rlvr["log"]] == [1, 2]
     assert all(0.0 <= e["accuracy"] <= 1.0 for e in rlvr["log"])
+    data_summary = (Path(stages["data"]["path"]).parent / "summary").read_text()  # the KFP Markdown artifact
+    assert data_summary.startswith("# Data") and "## Decontamination" in data_summary
     progress = (Path(stages["rlvr"]["path"]) / "progress.html").read_text()
     assert progress.count("<polyline") == 4 and "accuracy" in progress  # reward, accuracy, KL, length
 

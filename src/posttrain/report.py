@@ -114,3 +114,50 @@ def render_html(report: dict) -> str:
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}")
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>posttrain report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def render_data_markdown(report: dict) -> str:
+    """The data stage's report as markdown (the KFP UI renders it): rows, languages and families per split,
+    synthesis and verification counts, duplicates, sources and quarantine, decontamination."""
+    splits = list(report["rows"])
+    languages = sorted({lang for split in splits for lang in report["languages"].get(split, {})})
+    lines = ["# Data", "", "| split | rows | " + " | ".join(languages) + " | families |",
+             "|---|---|" + "---|" * len(languages) + "---|"]
+    for split in splits:
+        by_language = report["languages"].get(split, {})
+        families = ", ".join(f"{k} {v}" for k, v in report.get("families", {}).get(split, {}).items())
+        lines.append(f"| {split} | {report['rows'][split]} | " + " | ".join(str(by_language.get(lang, 0))
+                                                                          for lang in languages) + f" | {families} |")
+    synthesis = report.get("synthesis", {})
+    if synthesis:
+        lines += ["", f"## Synthesis ({synthesis.get('backend', '?')} backend)", "",
+                  "| family | generated | failed its verifier |", "|---|---|---|"]
+        failed = synthesis.get("failed_verification", {})
+        for family, count in synthesis.get("generated", {}).items():
+            lines.append(f"| {family} | {count} | {failed.get(family, 0)} |")
+        augmented = synthesis.get("augmented", {})
+        if augmented:
+            lines.append("")
+            lines.append("Augmented: " + ", ".join(f"{k} {v}" for k, v in augmented.items())
+                         + f"; failed verification {failed.get('augmented', 0)}.")
+    duplicates = report.get("duplicates_dropped", {})
+    lines += ["", "## Duplicates dropped", "",
+              f"{duplicates.get('exact', 0)} exact and {duplicates.get('near', 0)} near duplicates (MinHash).", ""]
+    lines += [f"- {group}: {count}" for group, count in duplicates.get("by_group", {}).items()]
+    if report.get("sources"):
+        lines += ["", "## Sources", "", "| source | read | valid | quarantined | taken | duplicates |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {c['read']} | {c['valid']} | {c['quarantined']} | {c['taken']} | "
+                  f"{c.get('duplicates', 0)} |" for name, c in report["sources"].items()]
+    lines += ["", f"Quarantined rows: {report.get('quarantined', 0)} (see quarantine.jsonl).", "",
+              "## Decontamination", "", "| training split | eval set | rows scanned | rows removed | eval items hit |",
+              "|---|---|---|---|---|"]
+    for split, found in report.get("decontamination", {}).items():
+        for eval_set, hit in found.get("by_eval_set", {}).items() or {"(none)": {}}.items():
+            lines.append(f"| {split} | {eval_set} | {found['rows_scanned']} | {hit.get('rows_removed', 0)} | "
+                         f"{hit.get('eval_items_hit', 0)} |")
+        for example in [e for hit in found.get("by_eval_set", {}).values() for e in hit.get("examples", [])][:2]:
+            text = " ".join(example["text"].split())[:160]
+            lines.append(f"|  | example | row {example['row']} ~ {example['eval_item']} | coverage {example['coverage']} | "
+                         f"{text} |")
+    return "\n".join(lines) + "\n"
