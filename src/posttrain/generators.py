@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +55,7 @@ class OpenAIGenerator:
     cache_dir: str | None = None  # one JSON file per request hash
     sent: int = field(default=0, init=False)  # requests that reached the endpoint and were answered
     cache_hits: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)  # the counters, across threads
 
     def _body(self, request: Request) -> dict:
         body = {"model": self.model, "messages": list(request.messages), "temperature": request.temperature,
@@ -75,7 +77,8 @@ class OpenAIGenerator:
                 request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     answer = json.loads(response.read())["choices"][0]["message"]["content"]
-                self.sent += 1
+                with self._lock:
+                    self.sent += 1
                 return answer
             except urllib.error.HTTPError as exc:
                 if (exc.code < 500 and exc.code != 429) or attempt == self.retries:
@@ -90,7 +93,8 @@ class OpenAIGenerator:
         body = self._body(request)
         path = self._cache_path(body)
         if path is not None and path.exists():
-            self.cache_hits += 1
+            with self._lock:
+                self.cache_hits += 1
             return json.loads(path.read_text())["answer"]
         answer = self._post(body)
         if path is not None:

@@ -66,6 +66,15 @@ def scratchpad(a: int, b: int, operation: str) -> str:
     return ", ".join(steps)
 
 
+def solution(a: int, b: int, operation: str, language: str) -> str:
+    """The worked solution of `a op b` in `language`, ending with the answer line the number verifier reads."""
+    answer = a + b if operation == "add" else a - b
+    sign = "+" if operation == "add" else "-"
+    # Restating the operands first turns "find the digits in a sentence" into copying from a fixed place:
+    # on the same data and seed, held-out accuracy after SFT went from 0.38 to 0.70 with it.
+    return f"{a}{sign}{b}: {scratchpad(a, b, operation)}. {ANSWER[language].format(n=answer)}"
+
+
 def render(a: int, b: int, operation: str, persona: dict, language: str) -> dict:
     """The RLVR-format row for `a op b` told about `persona` in `language`, with its worked solution.
 
@@ -73,16 +82,11 @@ def render(a: int, b: int, operation: str, persona: dict, language: str) -> dict
     """
     role, item = persona[language]
     question = QUESTIONS[language][operation].format(name=persona["name"], persona=role, item=item, a=a, b=b)
-    answer = a + b if operation == "add" else a - b
-    sign = "+" if operation == "add" else "-"
-    # Restating the operands first turns "find the digits in a sentence" into copying from a fixed place:
-    # on the same data and seed, held-out accuracy after SFT went from 0.38 to 0.70 with it.
-    solution = f"{a}{sign}{b}: {scratchpad(a, b, operation)}. {ANSWER[language].format(n=answer)}"
     return {
         "messages": [{"role": "user", "content": question}],
-        "ground_truth": str(answer),
+        "ground_truth": str(a + b if operation == "add" else a - b),
         "dataset": "arithmetic",
-        "solution": solution,
+        "solution": solution(a, b, operation, language),
         "language": language,
         "family": "math",
         "operands": [a, b],

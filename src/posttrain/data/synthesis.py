@@ -195,6 +195,6 @@ class ModelWriter:
             retold = row | {"messages": [{"role": "user", "content": answer.strip()}], "language": lang,
                             "persona": persona, "augmented": "retold"}
             if "operands" in row:  # the worked solution in the new language
-                retold["solution"] = arithmetic.render(*row["operands"], row["operation"], PERSONAS[0], lang)["solution"]
+                retold["solution"] = arithmetic.solution(*row["operands"], row["operation"], lang)
             out.append(retold)
         return out

@@ -82,6 +82,12 @@ def _unique(rows, count: int, seen: set[str], attempts: int) -> tuple[list[dict]
     return kept, tried - len(kept)
 
 
+def family_rows(syn) -> dict[str, int]:
+    """Rows the recipe asks of each non-math synthetic group (`data.synthesis`)."""
+    return {"heldout_ifeval": syn.heldout_ifeval_rows, "sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
+            "rlvr_ifeval": syn.rlvr_ifeval_rows}
+
+
 def _template_family(family, name: str, seed: int, count: int, languages, tally: Tally) -> list[dict]:
     rng = random.Random(f"{seed}:{name}")
     rows = [family.task(rng, rng.choice(languages)) for _ in range(count)]
@@ -132,9 +138,7 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
 
     groups = {"heldout": heldout, "heldout_ifeval": [], "math": math, "sft_ifeval": [], "sft_code": [],
               "rlvr_ifeval": []}
-    wanted = {"heldout_ifeval": syn.heldout_ifeval_rows, "sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
-              "rlvr_ifeval": syn.rlvr_ifeval_rows}
-    for name, count in wanted.items():
+    for name, count in family_rows(syn).items():
         if not count:
             continue
         extra = int(count * (1.3 if writer else 2)) + 10  # what dedup drops; templates repeat more
@@ -165,8 +169,13 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     # priority order: held-out items first, so no training row repeats or nearly repeats one.
     order = [(name, row) for name, rows in groups.items() for row in rows]
     seen: set[str] = set()
-    exact = [i for i, (_, row) in enumerate(order) if (key := prompt_text(row)) in seen or seen.add(key)]
-    keep = [i for i in range(len(order)) if i not in set(exact)]
+    exact: set[int] = set()
+    for i, (_, row) in enumerate(order):
+        key = prompt_text(row)
+        if key in seen:
+            exact.add(i)
+        seen.add(key)
+    keep = [i for i in range(len(order)) if i not in exact]
     near = set()
     if cfg.near_duplicate_threshold < 1:
         found = near_duplicates([prompt_text(order[i][1]) for i in keep], cfg.near_duplicate_threshold)
@@ -180,14 +189,13 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
             dropped[f"{name}/{how}"] += 1
             if "source" in row:
                 source_counts[row["source"]]["duplicates"] += 1
-    gone = near | set(exact)
+    gone = near | exact
     kept: dict[str, list[dict]] = {name: [] for name in groups}
     for i, (name, row) in enumerate(order):
         if i not in gone:
             kept[name].append(row)
 
-    wanted = {"heldout_ifeval": syn.heldout_ifeval_rows, "sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
-              "rlvr_ifeval": syn.rlvr_ifeval_rows}
+    wanted = family_rows(syn)
     sizes = {"heldout": cfg.heldout_rows, "sft": cfg.sft_rows, "preference": cfg.preference_prompts,
              "rlvr": cfg.rlvr_prompts}
     math = kept["math"]
