@@ -1,5 +1,6 @@
 """The pieces of our PPO, and a few steps of it on a tiny model."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,3 +71,36 @@ def test_a_few_ppo_steps_raise_the_reward_and_keep_kl_finite(tmp_path):
     assert last > first + 0.2, [round(h["reward"], 2) for h in history]
     assert all(math.isfinite(h["kl"]) for h in history)
     assert history[-1]["kl"] > 0  # the policy moved away from its reference, and we measured it
+
+
+def test_warmup_raises_the_learning_rate_step_by_step(tmp_path):
+    """Warmup counts RL steps; each makes ppo_epochs optimizer updates. The GRPO config gets the same steps."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from posttrain.recipe import load
+    from posttrain.stages import rlvr
+
+    rows = list(problems(0, 8, 1, ["add"], ["en"]))
+    build((r["messages"][0]["content"] for r in rows),
+          TinyModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, vocab_size=300), tmp_path)
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    seen = []
+    original = torch.optim.AdamW.step
+
+    def record(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    settings = ppo.Settings(learning_rate=1e-3, beta=0.0, batch_size=4, max_steps=3, temperature=1.0,
+                            max_completion_length=3, verified_reward=1.0, no_eos_penalty=0.0, ppo_epochs=2,
+                            warmup_steps=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", record)
+        ppo.train(policy, tokenizer, rows, lambda texts, **_: [0.0] * len(texts), settings, log=lambda *_: None)
+    assert seen == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+    recipe = load(Path(__file__).parents[1] / "recipes" / "tiny.yaml").override(rlvr={"lr_scheduler": "constant_with_warmup", "warmup": 0.25,
+                                                      "max_steps": 40})
+    config = rlvr.trainer_config(recipe, tmp_path)
+    assert (config.lr_scheduler_type, config.get_warmup_steps(40)) == ("constant_with_warmup", 10)

@@ -53,6 +53,8 @@ def test_bad_enum_and_cross_field_checks_name_the_field():
         loads(_tiny_with("dpo", loss_type="sigmoidd"))
     with pytest.raises(RecipeError, match=r"recipe\.rlvr: .*not a multiple of num_generations"):
         loads(_tiny_with("rlvr", batch_size=60))
+    with pytest.raises(RecipeError, match=r"recipe\.rlvr: warmup needs lr_scheduler"):
+        loads(_tiny_with("rlvr", warmup=10, lr_scheduler="constant"))
     with pytest.raises(RecipeError, match=r"recipe\.promote: min_accuracy\.arithmetic must be within"):
         loads(_tiny_with("promote", min_accuracy={"arithmetic": 25}))
 

@@ -88,6 +88,7 @@ class Settings:
     max_completion_length: int
     verified_reward: float
     no_eos_penalty: float
+    warmup_steps: int = 0  # the learning rate rises linearly to its peak over these optimizer steps
     ppo_epochs: int = 2
     clip: float = 0.2
     value_clip: float = 0.2
@@ -104,6 +105,8 @@ def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=pri
     reference = copy.deepcopy(policy).eval()
     critic = ValueModel(policy)
     optimizer = torch.optim.AdamW(list(policy.parameters()) + list(critic.parameters()), lr=cfg.learning_rate)
+    warmup = cfg.ppo_epochs * cfg.warmup_steps  # in optimizer updates: ppo_epochs of them per step
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: min(1.0, (update + 1) / max(warmup, 1)))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     history = []
     for step in range(1, cfg.max_steps + 1):
@@ -151,6 +154,7 @@ def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=pri
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(critic.parameters()), 1.0)
             optimizer.step()
+            schedule.step()
         entry = {"step": step, "reward": score.mean().item(), "accuracy": verdict.mean().item(),
                  "kl": (kl.sum(1)).mean().item(), "completions/mean_length": mask.sum(1).mean().item(),
                  "policy_loss": pg.item(), "value_loss": vf.item(), "clipfrac": clipfrac.item()}

@@ -190,6 +190,10 @@ class RLVRSection(Section):
     algorithm: Literal["grpo", "ppo"] = "grpo"  # GRPO: Tülu 3.1, TRL; PPO: Tülu 3, posttrain.ppo
     learning_rate: float = Field(5e-5, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant"
+    # Optimizer steps when >= 1, a fraction of max_steps when < 1. Adam's first steps move every weight by
+    # about the learning rate whatever the gradient's size; warming up keeps them from knocking a small
+    # policy off what SFT and DPO taught it.
+    warmup: float = Field(0.0, ge=0)
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
     num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
     batch_size: int = Field(64, gt=0)  # completions per optimizer step, a multiple of num_generations
@@ -215,6 +219,8 @@ class RLVRSection(Section):
     def _groups_fill_batches(self) -> "RLVRSection":
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of num_generations {self.num_generations}")
+        if self.warmup and self.lr_scheduler == "constant":
+            raise ValueError("warmup needs lr_scheduler constant_with_warmup, linear or cosine: constant ignores it")
         return self
 
 

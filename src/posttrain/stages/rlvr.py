@@ -73,6 +73,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         output_dir=str(out_dir / "trainer"),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup,
         beta=cfg.beta,
         num_generations=cfg.num_generations,
         per_device_train_batch_size=cfg.batch_size,
@@ -113,6 +114,7 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> li
     cfg = recipe.rlvr
     settings = algorithm.Settings(
         learning_rate=cfg.learning_rate, beta=cfg.beta, batch_size=cfg.batch_size, max_steps=cfg.max_steps,
+        warmup_steps=round(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * cfg.max_steps),
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
         clip=cfg.clip, lam=cfg.gae_lambda, seed=cfg.seed)
