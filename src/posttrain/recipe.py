@@ -191,8 +191,7 @@ class RLVRSection(Section):
     learning_rate: float = Field(5e-5, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant"
     # Optimizer steps when >= 1, a fraction of max_steps when < 1. Adam's first steps move every weight by
-    # about the learning rate whatever the gradient's size; warming up keeps them from knocking a small
-    # policy off what SFT and DPO taught it.
+    # about the learning rate whatever the gradient's size; warmup makes them small.
     warmup: float = Field(0.0, ge=0)
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
     num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
@@ -216,7 +215,7 @@ class RLVRSection(Section):
     checkpoints: Checkpoints = Checkpoints()  # GRPO; PPO does not checkpoint
 
     @model_validator(mode="after")
-    def _groups_fill_batches(self) -> "RLVRSection":
+    def _batches_and_schedule(self) -> "RLVRSection":
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of num_generations {self.num_generations}")
         if self.warmup and self.lr_scheduler == "constant":

@@ -66,13 +66,16 @@ def scratchpad(a: int, b: int, operation: str) -> str:
     return ", ".join(steps)
 
 
+def answer(a: int, b: int, operation: str) -> int:
+    return a + b if operation == "add" else a - b
+
+
 def solution(a: int, b: int, operation: str, language: str) -> str:
     """The worked solution of `a op b` in `language`, ending with the answer line the number verifier reads."""
-    answer = a + b if operation == "add" else a - b
     sign = "+" if operation == "add" else "-"
     # Restating the operands first turns "find the digits in a sentence" into copying from a fixed place:
     # on the same data and seed, held-out accuracy after SFT went from 0.38 to 0.70 with it.
-    return f"{a}{sign}{b}: {scratchpad(a, b, operation)}. {ANSWER[language].format(n=answer)}"
+    return f"{a}{sign}{b}: {scratchpad(a, b, operation)}. {ANSWER[language].format(n=answer(a, b, operation))}"
 
 
 def render(a: int, b: int, operation: str, persona: dict, language: str) -> dict:
@@ -84,7 +87,7 @@ def render(a: int, b: int, operation: str, persona: dict, language: str) -> dict
     question = QUESTIONS[language][operation].format(name=persona["name"], persona=role, item=item, a=a, b=b)
     return {
         "messages": [{"role": "user", "content": question}],
-        "ground_truth": str(a + b if operation == "add" else a - b),
+        "ground_truth": str(answer(a, b, operation)),
         "dataset": "arithmetic",
         "solution": solution(a, b, operation, language),
         "language": language,
