@@ -118,6 +118,11 @@ class DataSection(Section):
     sources: tuple[Source, ...] = ()  # mixed into the synthetic sets, deduplicated and decontaminated with them
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)  # of a source's rows; above it the stage fails
     max_row_chars: int = Field(200_000, gt=0)  # longer rows are quarantined
+    # Share of the SFT set's math solutions written by a simulated teacher who forgets the carry or borrow into
+    # the leading column (only problems that have one; their answer is then wrong). Ground truth, held-out,
+    # preference and RLVR rows stay right. Like distilled data from a weaker model: SFT imitates the slip, and
+    # the verifier-driven stages (DPO on judged pairs, RLVR) are what remove it. 0: a perfect teacher.
+    teacher_slip: float = Field(0.0, ge=0, lt=1)
 
 
 class Checkpoints(Section):
@@ -306,6 +311,9 @@ class Cluster(Section):
 
 class Recipe(Section):
     name: str = Field(min_length=1)
+    # The run's seed: every random choice (data, initial weights, shuffles, sampling) derives from it and the
+    # section's own `seed` (`seed_for`). 0 leaves each section's seed as it is.
+    seed: int = Field(0, ge=0)
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     sft: SFTSection = SFTSection()
@@ -318,6 +326,14 @@ class Recipe(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def seed_for(self, section: str) -> int:
+        """The seed a stage uses for `section` ("data", "model", "sft", ...): the section's own seed mixed with
+        the run's `seed`, so changing `seed` alone changes every random choice of the run."""
+        own = getattr(getattr(self, section, None), "seed", 0)
+        if not self.seed:
+            return own
+        return int.from_bytes(hashlib.sha256(f"{self.seed}:{section}:{own}".encode()).digest()[:4], "big")
 
     def digest(self) -> str:
         """Content hash of the fully resolved recipe (defaults included), for lineage."""

@@ -68,10 +68,10 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     rows = read_rows(data_dir / FILES["preference"], "rlvr")
     model, tokenizer = load(str(policy_dir), trust_remote_code=recipe.model.trust_remote_code)
     completions = generate(model, tokenizer, [r["messages"] for r in rows], cfg.max_new_tokens, cfg.batch_size,
-                           num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=cfg.seed)
+                           num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=recipe.seed_for("preference"))
     if cfg.include_reference:  # off-policy: the reference solution joins the on-policy samples
         completions = [samples + [row["solution"]] for samples, row in zip(completions, rows, strict=True)]
-    rng = random.Random(cfg.seed)
+    rng = random.Random(recipe.seed_for("preference"))
     judge = make_judge(recipe)
     pairs, skipped = judge_pairs(judge, rows, completions, rng)
     rng.shuffle(pairs)

@@ -80,7 +80,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         max_steps=cfg.max_steps,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length,
-        seed=cfg.seed,
+        seed=recipe.seed_for("rlvr"),
         **checkpoint_args(cfg.checkpoints),
         logging_steps=max(1, cfg.max_steps // 100),  # the progress plot gets up to ~100 points
         reward_weights=[1.0, 0.0],  # verifiable_reward, accuracy (logged only)
@@ -117,7 +117,7 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> li
         warmup_steps=round(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * cfg.max_steps),
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
-        clip=cfg.clip, lam=cfg.gae_lambda, seed=cfg.seed)
+        clip=cfg.clip, lam=cfg.gae_lambda, seed=recipe.seed_for("rlvr"))
     history = algorithm.train(model, tokenizer, rows, verify, settings)
     model.save_pretrained(out_dir)
     return history
