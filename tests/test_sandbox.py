@@ -18,9 +18,6 @@ from posttrain.recipe import SandboxSection
 from posttrain.sandbox import local, service
 from posttrain.verifiers import verify
 
-pytestmark = pytest.mark.skipif(local.probe() is not None, reason=f"no bubblewrap box here: {local.probe()} "
-                                "(.ci/run installs bubblewrap)")
-
 TIMEOUT_S = 3.0
 TOKEN = secrets.token_hex(16)
 
@@ -243,3 +240,26 @@ def test_the_service_rejects_malformed_requests_and_caps_the_timeout():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_opted_out_run_says_so_in_the_eval_scores_and_the_gate_report(tmp_path, micro_recipe, monkeypatch):
+    """Through the stages: data (its code rows are run), base, eval on HumanEval, gate report."""
+    from posttrain.stages import base, data, eval as eval_stage, promote
+
+    monkeypatch.setattr(local, "probe", lambda: "simulated: bubblewrap cannot start")
+    monkeypatch.setattr(sandbox, "_runners", {})
+    monkeypatch.setattr(sandbox, "_section", None)
+    recipe = micro_recipe.override(eval={"benchmarks": ["humaneval"], "max_new_tokens_for": {}},
+                                   promote={"min_accuracy": {}, "registry": f"file://{tmp_path}/registry"})
+    with pytest.raises(sandbox.SandboxUnavailable, match=r"recipe\.sandbox\.allow_unisolated"):
+        data.run(recipe, tmp_path / "refused")
+    recipe = recipe.override(sandbox={"allow_unisolated": True})
+    with pytest.warns(UserWarning, match="WITHOUT"):
+        data.run(recipe, tmp_path / "data")
+    base.run(recipe, tmp_path / "data", tmp_path / "base")
+    scores = eval_stage.run(recipe, tmp_path / "data", {"base": tmp_path / "base"}, tmp_path / "eval")
+    assert scores["sandbox"] == sandbox.OPTED_OUT
+    report = promote.decide(recipe, tmp_path / "eval", tmp_path / "gate")
+    assert report["sandbox"] == sandbox.OPTED_OUT
+    assert f"ran in: **{sandbox.OPTED_OUT}**" in (tmp_path / "gate" / "report.md").read_text()
+    assert sandbox.OPTED_OUT in (tmp_path / "gate" / "report.html").read_text()

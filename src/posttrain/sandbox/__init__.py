@@ -21,6 +21,8 @@ from posttrain.recipe import SandboxSection
 from posttrain.sandbox import local
 
 OPTED_OUT = "none (opted out: recipe.sandbox.allow_unisolated)"
+# The pod label of the stages that call the service; its NetworkPolicy admits only pods that carry it.
+CLIENT_LABEL = ("posttrain/sandbox-client", "true")
 
 
 class SandboxUnavailable(RuntimeError):
