@@ -64,16 +64,21 @@ def victim():
     process.wait()
 
 
-@pytest.fixture(params=["local", "service"])
+@pytest.fixture(params=["local", "service", "service-in-pod"])
 def where(request, monkeypatch):
-    """The verifier configured for bubblewrap here, or for the service on 127.0.0.1; yields the isolation label."""
+    """The verifier configured for bubblewrap here, for the service on 127.0.0.1, or for the service as it
+    runs in a pod whose seccomp profile refuses namespaces (Landlock per program); yields (mode, server)."""
     monkeypatch.setattr(sandbox, "_runners", {})
     if request.param == "local":
         section = SandboxSection(timeout_s=TIMEOUT_S)
         server = None
     else:
         limits = local.Limits(TIMEOUT_S, 1024, 32, 16)
-        server = service.serve("127.0.0.1", 0, limits, workers=4)
+        if request.param == "service-in-pod":
+            if local.probe_landlock():
+                pytest.skip(local.probe_landlock())
+            monkeypatch.setattr(local, "probe", lambda: "simulated: seccomp refuses user namespaces")
+        server = service.serve("127.0.0.1", 0, limits, workers=4, allow_pod_isolation=request.param == "service-in-pod")
         section = SandboxSection(url=f"http://127.0.0.1:{server.server_address[1]}", timeout_s=TIMEOUT_S, retries=0)
     with sandbox.configured(section):
         yield request.param, server
@@ -101,7 +106,10 @@ def hostile_programs(secret: Path, token: Path, port: int, outside: Path) -> dic
                                   "    try:\n        open(p, 'a').write('x'); sys.exit(0)\n"
                                   "    except OSError:\n        pass\nsys.exit(1)"),
         "sleep past the timeout": "import time\ntime.sleep(60)",
-        "signal the parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(1, signal.SIGKILL)",
+        # succeeded when the parent is gone (this program reparented); a kill the kernel ignores is no success
+        "signal the parent": ("import os, signal, time\nparent = os.getppid()\nfor pid in (parent, 1):\n"
+                              "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"
+                              "time.sleep(0.5)\nassert os.getppid() != parent"),
     }
 
 
@@ -119,6 +127,8 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, l
     planted = sorted(tmp_path.rglob("*"))
     monkeypatch.setattr(tempfile, "tempdir", str(host_tmp))
     programs = hostile_programs(secret, token, port, outside)
+    if mode == "service-in-pod" and os.geteuid() == 0:
+        del programs["fork bomb"]  # RLIMIT_NPROC binds no root process; the pod runs as uid 1000 (bwrap: own uids)
 
     # the same programs, run plainly, do what they claim (so a 0 in the box means the box stopped them)
     plain = subprocess.run([sys.executable, "-c", programs["read a secret outside the box"]], timeout=10)
@@ -142,7 +152,8 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, l
 
     # the parent survived being signalled, and the box still works
     assert verify(["def f(x):\n    return 2 * x"], dataset=["code"], ground_truth=["assert f(3) == 6"]) == [1.0]
-    assert sandbox.current().isolation == ("bwrap" if mode == "local" else "service (bwrap)")
+    assert sandbox.current().isolation == {"local": "bwrap", "service": "service (bwrap)",
+                                           "service-in-pod": "service (pod+landlock)"}[mode]
 
 
 CONTROLS = ["read a secret outside the box", "read a service-account token", "read another process's environment",
@@ -196,8 +207,9 @@ def test_the_opt_out_runs_unboxed_and_says_so(monkeypatch):
     assert sandbox.isolation_used(section) == sandbox.OPTED_OUT
 
 
-def test_a_pod_without_namespaces_serves_when_allowed_and_the_client_records_it(monkeypatch):
+def test_a_pod_without_namespaces_or_landlock_serves_when_allowed_and_the_client_records_it(monkeypatch):
     monkeypatch.setattr(local, "probe", lambda: "simulated: seccomp refuses user namespaces")
+    monkeypatch.setattr(local, "probe_landlock", lambda: "simulated: Landlock ABI 0")
     monkeypatch.setattr(sandbox, "_runners", {})
     server = service.serve("127.0.0.1", 0, local.Limits(5, 1024, 32, 16), workers=2, allow_pod_isolation=True)
     try:

@@ -38,7 +38,7 @@ class LocalRunner:
     def run(self, programs: list[str], timeout_s: float | None = None) -> list[bool]:
         limits = self.limits if timeout_s is None else dataclasses.replace(self.limits, timeout_s=timeout_s)
         with ThreadPoolExecutor(self.section.concurrency) as pool:
-            return list(pool.map(lambda p: local.run(p, limits, self.isolated), programs))
+            return list(pool.map(lambda p: local.run(p, limits, "bwrap" if self.isolated else "none"), programs))
 
 
 def make_runner(section: SandboxSection):

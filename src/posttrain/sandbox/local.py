@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from posttrain.sandbox import landlock
+
 BOX = "/box"  # the program's working directory inside the sandbox
 _PATH = "/usr/bin:/bin"
 
@@ -50,6 +52,11 @@ def _owner(entry: Path) -> int | None:
         return entry.stat().st_uid
     except OSError:
         return None
+
+
+def _read_only_roots() -> list[str]:
+    """What the interpreter needs to start, for a Landlock box: its prefix and the system's libraries."""
+    return [_interpreter()[1], "/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache"]
 
 
 def _set_limits(limits: Limits, nproc: int) -> None:
@@ -101,10 +108,26 @@ def probe() -> str | None:
              "assert sorted(os.listdir('.')) == ['program.py'], os.listdir('.')\n"
              "assert not os.path.exists('/etc/passwd')\n")
     try:
-        passed, detail = run_detailed(check, Limits(20.0, 1024, 32, 16), isolated=True)
+        passed, detail = run_detailed(check, Limits(20.0, 1024, 32, 16), "bwrap")
     except OSError as exc:
         return f"bwrap cannot start: {exc}"
     return None if passed else f"bwrap cannot start a box here: {detail.strip()[-300:]}"
+
+
+@functools.cache
+def probe_landlock() -> str | None:
+    """None when Landlock (ABI >= 4: files and TCP) confines a program here, else why not."""
+    if landlock.abi() < 4:
+        return f"Landlock ABI {landlock.abi()} (4 or later confines TCP too)"
+    check = ("import socket\ntry:\n    open('/etc/hostname')\nexcept PermissionError:\n    pass\n"
+             "else:\n    raise SystemExit('read outside the box')\n"
+             "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\nexcept PermissionError:\n    pass\n"
+             "else:\n    raise SystemExit('connected')\n")
+    try:
+        passed, detail = run_detailed(check, Limits(20.0, 1024, 32, 16), "landlock")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"Landlock cannot start: {exc}"
+    return None if passed else f"Landlock does not confine a program here: {detail.strip()[-300:]}"
 
 
 @functools.cache
@@ -117,7 +140,7 @@ def _slots() -> "queue.Queue[int]":
     return slots
 
 
-def _run(program: str, limits: Limits, isolated: bool, uid: int | None = None,
+def _run(program: str, limits: Limits, mode: str, uid: int | None = None,
          capture: bool = False) -> tuple[bool, str]:
     with tempfile.TemporaryDirectory(prefix="posttrain-sandbox-") as host_dir:
         path = os.path.join(host_dir, "program.py")
@@ -125,17 +148,22 @@ def _run(program: str, limits: Limits, isolated: bool, uid: int | None = None,
             handle.write(program)
         os.chmod(host_dir, 0o755)
         os.chmod(path, 0o644)
-        if isolated:
+        if mode == "bwrap":
             command, cwd = bwrap_command(path, limits, uid), "/"
             # as root the program's own uid counts only its processes; otherwise the limit counts all of ours
             nproc = limits.max_processes if uid is not None else _own_process_count() + limits.max_processes
         else:
             command, cwd = [_interpreter()[0], "-I", path], host_dir
             nproc = _own_process_count() + limits.max_processes if os.geteuid() else limits.max_processes
+
+        def prepare() -> None:  # in the child, before exec
+            _set_limits(limits, nproc)
+            if mode == "landlock":
+                landlock.restrict(read_only=_read_only_roots(), read_write=[host_dir])
+
         output = subprocess.PIPE if capture else subprocess.DEVNULL
         child = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                 start_new_session=True, env={"PATH": _PATH},
-                                 preexec_fn=lambda: _set_limits(limits, nproc))
+                                 start_new_session=True, env={"PATH": _PATH}, preexec_fn=prepare)
         try:
             out, err = child.communicate(timeout=limits.timeout_s)
             return child.returncode == 0, (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
@@ -149,17 +177,22 @@ def _run(program: str, limits: Limits, isolated: bool, uid: int | None = None,
             child.wait()
 
 
-def run(program: str, limits: Limits, isolated: bool = True) -> bool:
-    """True when `program` exits 0 within the limits; in bubblewrap unless `isolated` is False (opted out)."""
-    return run_detailed(program, limits, isolated, capture=False)[0]
+MODES = ("bwrap", "landlock", "none")  # landlock: the service in a pod (files, TCP, signals); none: opted out
 
 
-def run_detailed(program: str, limits: Limits, isolated: bool = True, capture: bool = True) -> tuple[bool, str]:
+def run(program: str, limits: Limits, mode: str = "bwrap") -> bool:
+    """True when `program` exits 0 within the limits, boxed as `mode` says (see MODES)."""
+    return run_detailed(program, limits, mode, capture=False)[0]
+
+
+def run_detailed(program: str, limits: Limits, mode: str = "bwrap", capture: bool = True) -> tuple[bool, str]:
     """`run`, and the program's output (or "timeout") when `capture`."""
-    if not isolated or os.geteuid() != 0:
-        return _run(program, limits, isolated, capture=capture)
+    if mode not in MODES:
+        raise ValueError(f"sandbox mode {mode!r}; one of {MODES}")
+    if mode != "bwrap" or os.geteuid() != 0:
+        return _run(program, limits, mode, capture=capture)
     uid = _slots().get()
     try:
-        return _run(program, limits, isolated, uid=uid, capture=capture)
+        return _run(program, limits, mode, uid=uid, capture=capture)
     finally:
         _slots().put(uid)

@@ -8,9 +8,11 @@ GET  /healthz -> {"isolation": str, "workers": int}
 
 Each program runs in bubblewrap (sandbox/local.py), as in a local run. A pod under the default seccomp
 profile (Pod Security "restricted") may not create the namespaces bubblewrap needs; with
-`--allow-pod-isolation` the service then runs programs with rlimits and a timeout only and says "pod": the
-pod itself is the box (no service-account token, egress denied by its NetworkPolicy, read-only root, an
-emptyDir /tmp, non-root, its own CPU and memory limits). Without the flag it refuses to start.
+`--allow-pod-isolation` the service then relies on the pod (no service-account token, egress denied by its
+NetworkPolicy, read-only root, an emptyDir /tmp, non-root, its own CPU and memory limits) and confines each
+program with Landlock where the kernel has it (its own directory and the interpreter only, no TCP, no
+signals beyond itself): it says "pod+landlock", or "pod" with rlimits and the timeout alone.
+Without the flag it refuses to start.
 Limits default to `recipe.sandbox`'s defaults; a request may shorten the timeout, never lengthen it.
 """
 from __future__ import annotations
@@ -74,19 +76,26 @@ class Handler(BaseHTTPRequestHandler):
         limits = dataclasses.replace(self.server.limits, timeout_s=min(timeout, self.server.limits.timeout_s))
         start = time.perf_counter()
         with self.server.slots:
-            passed = local.run(f"{code}\n\n{tests}\n" if tests else code, limits, self.server.isolation == "bwrap")
+            passed = local.run(f"{code}\n\n{tests}\n" if tests else code, limits, MODES[self.server.isolation])
         self._reply(200, {"passed": passed, "isolation": self.server.isolation,
                           "seconds": round(time.perf_counter() - start, 3)})
 
 
+MODES = {"bwrap": "bwrap", "pod+landlock": "landlock", "pod": "none"}  # what the service says -> local mode
+
+
 def isolation(allow_pod_isolation: bool) -> str:
-    """"bwrap" when programs can be boxed here, "pod" when allowed to rely on the pod; else SystemExit."""
+    """"bwrap" when programs can be boxed here; when allowed to rely on the pod, "pod+landlock" (files, TCP
+    and signals confined per program, where the kernel has Landlock) or "pod"; else SystemExit."""
     problem = local.probe()
     if problem is None:
         return "bwrap"
     if allow_pod_isolation:
-        print(f"sandbox: {problem}; relying on the pod's isolation (--allow-pod-isolation)", file=sys.stderr)
-        return "pod"
+        no_landlock = local.probe_landlock()
+        print(f"sandbox: {problem}; relying on the pod's isolation (--allow-pod-isolation)"
+              + (f", without Landlock: {no_landlock}" if no_landlock else ", and Landlock per program"),
+              file=sys.stderr)
+        return "pod" if no_landlock else "pod+landlock"
     raise SystemExit(f"sandbox: {problem}; refusing to run programs unboxed (pass --allow-pod-isolation "
                      "only inside the locked-down pod of manifests/base/sandbox.yaml)")
 
