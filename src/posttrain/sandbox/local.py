@@ -1,4 +1,5 @@
-"""Run one untrusted Python program on this machine, boxed by bubblewrap, or (opted out) with rlimits only.
+"""Run one untrusted Python program on this machine: boxed by bubblewrap; confined by Landlock (the service
+in a pod that may not create namespaces, see sandbox/service.py); or, opted out, with rlimits only.
 
 The box (bubblewrap, see docs/ARCHITECTURE.md for why): fresh network, PID, IPC and UTS namespaces; a root
 that holds only the interpreter's directories (read-only), a fresh /proc of the box's own PID namespace, a

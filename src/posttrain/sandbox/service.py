@@ -42,6 +42,7 @@ class SandboxServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     server: SandboxServer
+    timeout = 60  # seconds a client may take to send its request: a stalled one does not hold a thread forever
 
     def log_message(self, format: str, *args) -> None:  # one line per request on stderr, without the body
         sys.stderr.write(f"sandbox: {self.address_string()} {format % args}\n")
@@ -62,9 +63,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path != "/run":
             return self._reply(404, {"error": f"no such path {self.path}; POST /run, GET /healthz"})
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._reply(413, {"error": f"body of {length} bytes; at most {MAX_BODY}"})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            return self._reply(413, {"error": f"Content-Length {length}; 0 to {MAX_BODY} bytes"})
         try:
             request = json.loads(self.rfile.read(length))
             code, tests = request["code"], request.get("tests", "")
