@@ -16,6 +16,8 @@ def render_markdown(report: dict) -> str:
         cells = [f"{by_model[m]['score']:.1%} [{by_model[m]['ci95'][0]:.1%}, {by_model[m]['ci95'][1]:.1%}]"
                  for m in models]
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    if report.get("sandbox"):
+        lines += ["", f"Model-written code (HumanEval, code rows) ran in: **{report['sandbox']}**"]
     gate = report["gate"]
     lines += ["", f"## Gate: {'PASS' if gate['passed'] else 'REFUSED'}", ""]
     lines += [f"- {'pass' if c['passed'] else 'FAIL'}: {c['detail']}" for c in gate["checks"]]
@@ -87,6 +89,8 @@ def render_html(report: dict) -> str:
     body = [f"<h1>posttrain report: {escape(report['recipe'])}</h1>",
             f"<p>Candidate: <b>{escape(report['candidate'])}</b>; recipe sha256 "
             f"<code>{report['recipe_sha256'][:12]}</code></p>"]
+    if report.get("sandbox"):
+        body.append(f'<p id="sandbox">Model-written code (HumanEval, code rows) ran in: <b>{escape(report["sandbox"])}</b></p>')
     gate = report["gate"]
     body.append(f'<h2 id="gate">Gate: {"PASS" if gate["passed"] else "REFUSED"}</h2><ul>')
     body += [f"<li>{'pass' if c['passed'] else '<b>FAIL</b>'}: {escape(c['detail'])}</li>" for c in gate["checks"]]

@@ -16,8 +16,8 @@ def program(problem: dict, completion: str) -> str:
     return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
 
 
-def pass_at_1(items: list[dict], completions: list[str], timeout_s: float = 10.0) -> tuple[float, list[float]]:
-    """pass@1 with one greedy completion per problem, and the per-problem outcomes."""
+def pass_at_1(items: list[dict], completions: list[str], timeout_s: float | None = None) -> tuple[float, list[float]]:
+    """pass@1 with one greedy completion per problem, and the per-problem outcomes (timeout: recipe.sandbox's)."""
     outcomes = [1.0 if ok else 0.0 for ok in run_programs([program(p, c) for p, c in zip(items, completions, strict=True)],
                                                           timeout_s=timeout_s)]
     return sum(outcomes) / len(outcomes), outcomes
@@ -34,7 +34,7 @@ def rows(path: str | None = None) -> list[dict]:
             for p in problems(path)]
 
 
-def score(items: list[dict], completions: list[str], timeout_s: float = 10.0) -> list[float]:
+def score(items: list[dict], completions: list[str], timeout_s: float | None = None) -> list[float]:
     """Outcomes of chat answers: the answer's function after the problem's prompt (for its imports), then tests."""
     programs = [f"{row['problem']['prompt']}    pass\n\n{extract_code(c)}\n\n{row['problem']['test']}\n\n"
                 f"check({row['problem']['entry_point']})\n" for row, c in zip(items, completions, strict=True)]

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from posttrain import generators
+from posttrain import generators, sandbox
 from posttrain.data import coding, instructions
 from posttrain.data.arithmetic import leading_carry, problems, solution
 from posttrain.data.decontaminate import EvalIndex, decontaminate
@@ -173,6 +173,7 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     if done := finished(out_dir, "data", recipe.digest()):
         return json.loads((out_dir / "report.json").read_text())
 
+    sandbox.use(recipe.sandbox)  # synthesised code rows are checked by running them
     tally = Tally()
     groups = synthesise(recipe, Path(syn.cache_dir) if syn.cache_dir else out_dir / "generator-cache", tally)
     mixed, quarantine, source_counts = mix(cfg.sources, recipe.seed_for("data"), cfg.max_quarantine_fraction, cfg.max_row_chars)

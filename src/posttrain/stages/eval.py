@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from posttrain import sandbox
 from posttrain.evals import BENCHMARKS
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json
@@ -81,6 +82,7 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suites = {name: BENCHMARKS[name].rows(recipe, data_dir) for name in recipe.eval.benchmarks}
+    sandbox.use(recipe.sandbox)  # HumanEval's and code rows' programs run where the recipe says, or nowhere
     candidate, baseline = list(models)[-1], list(models)[0]
     with tempfile.TemporaryDirectory() as tmp:
         if promoted := promoted_model(recipe, Path(tmp) / "promoted"):
@@ -94,7 +96,8 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     scores = {"candidate": candidate, "baseline": baseline, "promoted": "promoted" if promoted else None,
               "models": list(models), "benchmarks": results,
               "data": {"decontaminated_against": list(recipe.data.decontamination.eval_sets) if decontamination else [],
-                       "eval_sets": {name: BENCHMARKS[name].eval_set for name in suites}}}
+                       "eval_sets": {name: BENCHMARKS[name].eval_set for name in suites}},
+              "sandbox": sandbox.isolation_used(recipe.sandbox)}  # how model-written code was boxed; None: none ran
     write_json(out_dir / "scores.json", scores)
     seconds = time.perf_counter() - start
     summary = {f"{label}/{name}" if len(results) > 1 else label: round(r["score"], 4)

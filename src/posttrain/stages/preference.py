@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
+from posttrain import sandbox
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
@@ -66,6 +67,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     if done := finished(out_dir, "preference", recipe.digest(), {"policy": policy_dir, "data": data_dir}):
         return done["summary"]
     rows = read_rows(data_dir / FILES["preference"], "rlvr")
+    sandbox.use(recipe.sandbox)  # the verifier judge runs code rows' programs
     model, tokenizer = load(str(policy_dir), trust_remote_code=recipe.model.trust_remote_code)
     completions = generate(model, tokenizer, [r["messages"] for r in rows], cfg.max_new_tokens, cfg.batch_size,
                            num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=recipe.seed_for("preference"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain import sandbox
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
@@ -135,6 +136,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
+    sandbox.use(recipe.sandbox)  # code rows' programs run where the recipe says, or nowhere
     history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir)
     if history is None:  # not rank 0 of a distributed run
         return {}
@@ -146,6 +148,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "reward_last": round(history[-1]["reward"], 4) if history else None,
         "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length") if k in h}
                 for h in history],
+        "sandbox": sandbox.isolation_used(recipe.sandbox),  # how model-written code was boxed; None: no code ran
     }
     (out_dir / "progress.html").write_text(render_progress(summary))
     seconds = time.perf_counter() - start
