@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from posttrain.evals import humaneval as _humaneval, ifeval as _ifeval_protocol, olmo as _olmo_protocols
+from posttrain.evals.protocol import Protocol
 from posttrain.recipe import Recipe
 
 
@@ -19,6 +21,9 @@ class Benchmark:
     def max_new_tokens(self, recipe: Recipe) -> int:
         return recipe.eval.max_new_tokens_for.get(self.name, recipe.eval.max_new_tokens)
     score: Callable[[list[dict], list[str]], list[float]]
+    protocol: Protocol | None = None  # how it is asked and scored (None: our own held-out set, no published twin)
+    # further per-item scores reported beside `score` (IFEval: prompt-level loose and strict)
+    metrics: Callable[[list[dict], list[str]], dict[str, list[float]]] | None = None
 
 
 def _arithmetic_rows(recipe: Recipe, data_dir: Path) -> list[dict]:
@@ -81,10 +86,11 @@ def _ifeval(recipe: Recipe, data_dir: Path) -> list[dict]:
 
 
 BENCHMARKS = {
-    "gsm8k": Benchmark("gsm8k", "gsm8k", _olmo("gsm8k"), _verify),
-    "math500": Benchmark("math500", "math500", _olmo("math500"), _verify),
+    "gsm8k": Benchmark("gsm8k", "gsm8k", _olmo("gsm8k"), _verify, _olmo_protocols.GSM8K),
+    "math500": Benchmark("math500", "math500", _olmo("math500"), _verify, _olmo_protocols.MATH),
     "arithmetic": Benchmark("arithmetic", "heldout", _arithmetic_rows, _verify),
-    "ifeval": Benchmark("ifeval", "ifeval", _ifeval, _verify),
-    "mmlu": Benchmark("mmlu", "mmlu", _olmo("mmlu"), _verify),
-    "humaneval": Benchmark("humaneval", "humaneval", _humaneval_rows, _humaneval_score),
+    "ifeval": Benchmark("ifeval", "ifeval", _ifeval, _ifeval_protocol.loose, _ifeval_protocol.PROTOCOL,
+                        _ifeval_protocol.metrics),
+    "mmlu": Benchmark("mmlu", "mmlu", _olmo("mmlu"), _verify, _olmo_protocols.MMLU),
+    "humaneval": Benchmark("humaneval", "humaneval", _humaneval_rows, _humaneval_score, _humaneval.PROTOCOL),
 }
