@@ -114,8 +114,12 @@ def run_lm_eval(model: str | object, suites: dict[str, list[dict]], max_new_toke
                 batch_size: int, trust_remote_code: bool = False) -> dict[str, list[dict]]:
     """lm-eval's logged samples per benchmark, in item order. `model`: a path or Hub name, or an lm-eval `LM`
     instance (the differential test's canned answers)."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError as exc:
+        raise RuntimeError("recipe.eval.engine: lm_eval needs the lm-eval package: "
+                           "pip install 'posttrain[lm-eval]'") from exc
 
     with tempfile.TemporaryDirectory() as tmp:
         tasks = {write_task(name, rows, Path(tmp), max_new_tokens[name]): name for name, rows in suites.items()}

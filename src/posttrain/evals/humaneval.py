@@ -47,5 +47,5 @@ PROTOCOL = Protocol(
     answer_extraction="the first ```python block of the reply (else the whole reply), after the problem's prompt",
     metric="pass@10 (unbiased estimator over 20 samples); pass@1 beside it", temperature=0.8, samples=20, k=10,
     lm_eval_task="humaneval_instruct (cluster only: runs generated code, needs HF_ALLOW_CODE_EVAL=1)",
-    published="OLMES codex_humaneval::tulu: 0-shot, chat, 20 samples at temperature 0.8, pass@10; Tülu 3 8B 83.9",
+    published="OLMES codex_humaneval::tulu: 0-shot, chat, 20 samples at temperature 0.8, pass@10",
     differences="with eval.protocol_sampling false (the demo) one greedy sample per problem, so pass@1 only")
