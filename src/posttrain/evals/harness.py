@@ -76,6 +76,8 @@ TASKS = {
         "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
                          "ignore_case": True, "ignore_punctuation": True}],
         "num_fewshot": 0}, "exact_match", {}, "answer-is", _mmlu),
+    # lm-eval's 6-shot primer and MC2 over the answer choices' log-likelihoods
+    "truthfulqa": LmEvalTask("truthfulqa/truthfulqa_mc2.yaml", {}, "acc", {}, "none", lambda row: row["doc"]),
     # lm-eval's Minerva MATH-500 (needs lm-eval[math]: antlr4 4.11, math-verify); the cluster image has them
     "math500": LmEvalTask("minerva_math/minerva_math500.yaml", {}, "math_verify", {"exact_match": "exact_match"}, "none",
                           _math500),
@@ -144,7 +146,8 @@ def records(suites: dict[str, list[dict]], samples: dict[str, list[dict]]) -> di
     for name, rows in suites.items():
         metric, extra, logged = TASKS[name].metric, TASKS[name].extra, samples[name]
         outcomes = [float(s[metric]) for s in logged]
-        completions = [s["resps"][0][0] for s in logged]
+        # generated text, or nothing where lm-eval compared log-likelihoods (truthfulqa)
+        completions = [s["resps"][0][0] if isinstance(s["resps"][0][0], str) else "" for s in logged]
         metrics = {ours: [float(s[theirs]) for s in logged] for ours, theirs in extra.items()} or None
         found[name] = record(rows, outcomes, completions, engine="lm_eval", metrics=metrics)
     return found
