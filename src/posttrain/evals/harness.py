@@ -15,6 +15,7 @@ from typing import Callable
 
 import yaml
 
+from posttrain.evals.olmo import GSM8K
 from posttrain.evals.records import record
 from posttrain.recipe import Recipe
 from posttrain.verifiers.ifeval import parse_ground_truth
@@ -60,8 +61,7 @@ class LmEvalTask:
 
 TASKS = {
     # lm-eval's gsm8k_cot: the same 8 exemplars; `flexible-extract` (the last number) is how we read answers
-    "gsm8k": LmEvalTask("gsm8k/gsm8k-cot.yaml", {}, "exact_match", {}, "flexible-extract", _gsm8k,
-                        ("Q:", "</s>", "<|im_end|>")),
+    "gsm8k": LmEvalTask("gsm8k/gsm8k-cot.yaml", {}, "exact_match", {}, "flexible-extract", _gsm8k, GSM8K.stop),
     "ifeval": LmEvalTask("ifeval/ifeval.yaml", {}, "prompt_level_loose_acc",
                          {"prompt_level_loose": "prompt_level_loose_acc",
                           "prompt_level_strict": "prompt_level_strict_acc"}, "none",

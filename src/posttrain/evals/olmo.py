@@ -18,7 +18,7 @@ from posttrain.evals.protocol import Protocol
 GSM8K = Protocol(
     shots=8, chain_of_thought=True, chat_template=True, fewshot_as_multiturn=True,
     answer_extraction="the last number in the completion, commas dropped, compared as a decimal",
-    metric="exact match", lm_eval_task="gsm8k_cot",
+    metric="exact match", lm_eval_task="gsm8k_cot", stop=("Q:", "</s>", "<|im_end|>"),
     published="OLMES gsm8k::tulu: 8-shot CoT (Wei et al. exemplars), chat, multiturn exemplars, EM; Tülu 3 8B 87.6",
     differences="OLMES reads the number after 'answer is' first and falls back to the last number; ours reads "
                 "the last number (lm-eval's flexible-extract), which is the same on exemplar-styled answers")

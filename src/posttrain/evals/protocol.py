@@ -21,6 +21,7 @@ class Protocol:
     samples: int = 1  # completions per item (pass@k needs k or more)
     k: int = 1  # pass@k reported as the score when samples > 1
     lm_eval_task: str | None = None  # the lm-eval task the `lm_eval` engine runs for this benchmark
+    stop: tuple[str, ...] = ()  # a completion ends at the first of these (a few-shot model goes on to "Q:")
     published: str = ""  # Tülu 3's setting (arXiv 2411.15124, evaluation table; OLMES task configs)
     differences: str = ""  # where ours departs from the published setting, and why
 
@@ -41,3 +42,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def pass_at(outcomes: list[list[float]], k: int) -> list[float]:
     """Per item, the unbiased pass@k of its samples' outcomes (each 1.0 pass or 0.0 fail)."""
     return [pass_at_k(len(o), int(sum(o)), k) for o in outcomes]
+
+
+def cut(completion: str, stop: tuple[str, ...]) -> str:
+    """The completion up to the first stop sequence, as lm-eval's `until` cuts it."""
+    for sequence in stop:
+        completion = completion.split(sequence, 1)[0]
+    return completion

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from posttrain.evals import BENCHMARKS
-from posttrain.evals.protocol import pass_at
+from posttrain.evals.protocol import cut, pass_at
 from posttrain.evals.records import gaps, record
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json
@@ -68,12 +68,13 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
         samples = generate(model, tokenizer, [r["messages"] for r in rows], benchmark.max_new_tokens(recipe),
                            recipe.eval.batch_size, num_samples=n, temperature=protocol.temperature if protocol else 0.0,
                            seed=recipe.data.seed, max_prompt_tokens=recipe.eval.max_prompt_tokens)
+        stop = benchmark.protocol.stop if benchmark.protocol else ()
+        samples = [[cut(c, stop) for c in cs] for cs in samples]
+        completions = [c[0] for c in samples]
         if n == 1:
-            completions = [c[0] for c in samples]
             outcomes = benchmark.score(rows, completions)
             metrics = benchmark.metrics(rows, completions) if benchmark.metrics else None
         else:  # pass@k over n samples per item, with the unbiased estimator
-            completions = [c[0] for c in samples]
             passed = benchmark.score([r for r in rows for _ in range(n)], [c for cs in samples for c in cs])
             per_item = [passed[i * n:(i + 1) * n] for i in range(len(rows))]
             outcomes = pass_at(per_item, protocol.k)
