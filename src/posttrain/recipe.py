@@ -239,8 +239,8 @@ class EvalSection(Section):
     max_prompt_tokens: int = Field(4096, gt=0)  # longer prompts keep their end
     batch_size: int = Field(128, gt=0)  # prompts per generate call
     # registry: our scorers (offline, CPU, the demo); lm_eval: EleutherAI's harness for the benchmarks it has
-    # (gsm8k, ifeval, mmlu, math500; its tasks pointed at the same items), vLLM backend on a GPU, HF on CPU;
-    # the rest stay on the registry. Both write the same score records (docs/TULU3-eval.md).
+    # (gsm8k, ifeval, mmlu, math500, truthfulqa; its tasks pointed at the same items), vLLM backend on a GPU,
+    # HF on CPU; the rest stay on the registry. Both write the same score records (docs/TULU3-eval.md).
     engine: Literal["registry", "lm_eval"] = "registry"
     # true: each benchmark's protocol sampling (HumanEval: 20 samples at temperature 0.8, pass@10);
     # false: one greedy completion per item everywhere (pass@1), what the demo can afford
@@ -271,7 +271,7 @@ class EvalSection(Section):
     @field_validator("baselines")
     @classmethod
     def _baseline_labels_free(cls, value: dict[str, str]) -> dict[str, str]:
-        if taken := sorted(set(value) & {"base", "sft", "dpo", "rlvr", "promoted"}):
+        if taken := sorted(set(value) & {"base", "promoted", *STAGES}):  # the run's own model labels
             raise ValueError(f"labels {taken} name the run's own models; choose other labels")
         return value
 
