@@ -66,3 +66,16 @@ def test_ifeval_loose_forgives_a_preamble_and_markdown_that_strict_does_not():
     assert ifeval.metrics([row], ["Text. Bye.\n**Note**: extra"]) == {"prompt_level_loose": [1.0],
                                                                       "prompt_level_strict": [0.0]}
     assert len(ifeval.variants("a\n*b*\nc")) == 8
+
+
+def test_decontamination_indexes_the_test_question_not_the_few_shot_exemplars():
+    """The exemplars are GSM8K training items every prompt shares; the test question is what must not leak."""
+    from posttrain.recipe import Recipe
+    from posttrain.stages.data import eval_index
+
+    recipe = Recipe(name="x").override(data={"decontamination": {"eval_sets": ["gsm8k"]}})
+    index = eval_index(recipe, {"heldout": [], "heldout_ifeval": []})
+    test_item = olmo.gsm8k()[5]["question"]
+    exemplar = fewshot.GSM8K[0][0]
+    assert index.match(f"Please solve: {test_item}", 0.5) is not None
+    assert index.match(f"Please solve: {exemplar}", 0.5) is None
