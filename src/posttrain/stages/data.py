@@ -49,7 +49,8 @@ def eval_index(recipe: Recipe, splits: dict[str, list[dict]]) -> EvalIndex:
     for name in {"gsm8k", "math500", "mmlu"} & set(cfg.eval_sets):
         from posttrain.evals import olmo
 
-        index.add(name, [row["messages"][0]["content"] for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
+        # the last turn is the item itself; earlier turns are the protocol's few-shot exemplars
+        index.add(name, [row["messages"][-1]["content"] for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
     return index
 
 
