@@ -366,3 +366,15 @@ def load(path: str | Path) -> Recipe:
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from None
     return loads(text, source=str(path))
+
+
+def shipped(name: str) -> Recipe:
+    """A recipe that ships with the package (`recipes/` in the source tree, `posttrain/recipes` in a wheel)."""
+    from importlib import resources
+
+    resource = resources.files("posttrain.recipes") / name
+    try:
+        text = resource.read_text()
+    except OSError as exc:
+        raise RecipeError(f"{name}: no such shipped recipe ({exc.strerror})") from None
+    return loads(text, source=f"posttrain/recipes/{name}")
