@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain.data.formats import FILES
 from posttrain.recipe import Recipe
-from posttrain.stages.data import FILES
 from posttrain.store import finished, read_jsonl, seal
 
 

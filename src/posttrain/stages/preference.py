@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from posttrain.data.formats import read_rows
+from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
-from posttrain.stages.data import FILES
 from posttrain.store import finished, seal, write_json, write_jsonl
 
 
