@@ -1,9 +1,12 @@
 """The one place that maps a stage to its container image. Releases pin these by digest."""
+from posttrain import stage_table
 
 REGISTRY = "ghcr.io/posttrain"
 VERSION = "0.1.0"
 
-IMAGES = {
-    stage: f"{REGISTRY}/{stage}:{VERSION}"
-    for stage in ("data", "sft", "preference", "dpo", "rlvr", "eval", "promote")
-}
+IMAGES = {name: f"{REGISTRY}/{name}:{VERSION}" for name in stage_table.IMAGES}  # image name -> reference
+
+
+def image(stage: str) -> str:
+    """The image reference a stage's component runs in."""
+    return IMAGES[stage_table.STAGES[stage].image]

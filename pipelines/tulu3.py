@@ -7,6 +7,7 @@ from kfp import compiler, dsl
 from posttrain import components as c
 from posttrain.pipelines.resources import apply
 from posttrain.recipe import Recipe
+from posttrain.stage_table import NAMES
 
 NAME = "tulu3"
 IR = Path(__file__).with_name("tulu3.yaml")
@@ -41,8 +42,10 @@ def build(recipe: Recipe):
             promote.set_caching_options(False)
         tasks = {"data": data, "base": base, "sft": sft, "preference": pairs, "dpo": dpo, "rlvr": rlvr,
                  "eval": scores, "gate": gate, "promote": promote}
-        for stage, task in tasks.items():
-            apply(task.set_display_name(stage), getattr(spec.cluster, stage))
+        if set(tasks) != set(NAMES):
+            raise ValueError(f"pipeline tasks {sorted(tasks)} differ from posttrain.stage_table {sorted(NAMES)}")
+        for stage in NAMES:
+            apply(tasks[stage].set_display_name(stage), getattr(spec.cluster, stage))
         return gate.outputs["report"]
 
     return tulu3

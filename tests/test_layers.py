@@ -1,6 +1,8 @@
 """The layering DESIGN.md promises: the library never imports kfp; the checked-in IR is what compile gives."""
 import ast
 
+import yaml
+
 from posttrain.pipelines import tulu3
 from posttrain.recipe import load
 
@@ -88,3 +90,33 @@ def test_the_graph_sees_the_imports_it_checks():
     graph = _graph()  # guards the two tests above against a graph that silently finds nothing
     assert "posttrain.data.formats" in graph["posttrain.stages.sft"]
     assert "posttrain.evals.humaneval" in graph["posttrain.stages.data"]  # a lazy import inside a function
+
+
+def test_every_list_of_stages_is_the_stage_table():
+    from posttrain import components, launch, stage_table
+    from posttrain.components.images import IMAGES, image
+    from posttrain.pipelines import local
+    from posttrain.recipe import Cluster
+
+    names = stage_table.NAMES
+    assert tuple(Cluster.model_fields) == names
+    assert local.ORDER == names
+    assert set(launch.DISTRIBUTED) == {n for n, s in stage_table.STAGES.items() if s.distributed}
+    assert set(components.__all__) == {s.component for s in stage_table.STAGES.values()}
+    assert set(IMAGES) == set(stage_table.IMAGES)
+    for name, stage in stage_table.STAGES.items():
+        component = getattr(components, stage.component).component_spec
+        assert component.implementation.container.image == image(name) == IMAGES[stage.image]
+    pipeline = next(yaml.safe_load_all(tulu3.IR.read_text()))  # the checked-in IR: one executor per stage
+    executors = pipeline["deploymentSpec"]["executors"]
+    assert {f"exec-{name}": image(name) for name in names} == {k: v["container"]["image"] for k, v in executors.items()}
+
+
+def test_stage_logic_modules_exist_and_have_their_entry_points():
+    from importlib import import_module
+
+    from posttrain import stage_table
+
+    for name, stage in stage_table.STAGES.items():
+        module = import_module(stage.logic)
+        assert callable(getattr(module, {"gate": "decide", "promote": "register"}.get(name, "run")))

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
-STAGES = ("data", "sft", "preference", "dpo", "rlvr", "eval", "promote")
+from posttrain.stage_table import NAMES as STAGES
 
 
 class RecipeError(ValueError):
@@ -292,16 +293,8 @@ class Resources(Section):
     timeout_s: int = Field(0, ge=0)  # 0: no timeout; an unschedulable pod otherwise waits forever
 
 
-class Cluster(Section):
-    data: Resources = Resources()
-    base: Resources = Resources()
-    sft: Resources = Resources()
-    preference: Resources = Resources()
-    dpo: Resources = Resources()
-    rlvr: Resources = Resources()
-    eval: Resources = Resources()
-    gate: Resources = Resources()
-    promote: Resources = Resources()
+# One `Resources` per stage of posttrain.stage_table, under the stage's name: a stage added there is a key here.
+Cluster = create_model("Cluster", __base__=Section, **{stage: (Resources, Resources()) for stage in STAGES})
 
 
 class Recipe(Section):
