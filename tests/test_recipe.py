@@ -75,3 +75,15 @@ def test_recipe_is_frozen_and_override_revalidates():
     assert recipe.override(sft={"epochs": 3}).sft.epochs == 3
     with pytest.raises(RecipeError, match=r"recipe\.sft\.epochs"):
         recipe.override(sft={"epochs": 0})
+
+
+@pytest.mark.parametrize("section", ["sft", "dpo", "rlvr"])
+def test_every_optimised_section_shares_the_schedule_rules(section):
+    # One Optimisation section under SFT, DPO and RLVR: a rule written once holds for all three.
+    with pytest.raises(RecipeError, match=rf"recipe\.{section}: warmup needs lr_scheduler"):
+        loads(_tiny_with(section, warmup=10, lr_scheduler="constant"))
+    with pytest.raises(RecipeError, match=rf"recipe\.{section}\.learning_rate: Input should be greater than 0"):
+        loads(_tiny_with(section, learning_rate=-1))
+    with pytest.raises(RecipeError, match=rf"recipe\.{section}\.deepspeed: Input should be"):
+        loads(_tiny_with(section, deepspeed="zero4"))
+    assert getattr(loads(_tiny_with(section, warmup=0, lr_scheduler="constant")), section).warmup == 0
