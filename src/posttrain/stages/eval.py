@@ -28,7 +28,7 @@ def promoted_model(recipe: Recipe, dest: Path) -> Path | None:
 
 def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) -> dict[str, dict]:
     """Greedy completions of one model on every benchmark's rows, scored; per benchmark a result."""
-    from posttrain.generation import generate, load
+    from posttrain.generation import generate, load, release
 
     model, tokenizer = load(str(model_dir), trust_remote_code=recipe.model.trust_remote_code)
     results = {}
@@ -51,6 +51,25 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
             "samples": [{"prompt": rows[i]["messages"][-1]["content"][-300:], "completion": completions[i][:300],
                          "correct": bool(outcomes[i])} for i in range(min(3, len(rows)))],
         }
+    release(model)
+    return results
+
+
+def score_models(recipe: Recipe, models: dict[str, Path], suites: dict[str, list[dict]]) -> dict[str, dict]:
+    """Every model scored, one at a time. With vLLM each model is scored in a fresh process: a process keeps
+    one vLLM engine at most, and its GPU memory is returned when the process ends (a second engine in the same
+    process runs out of memory, a known vLLM behaviour). Without vLLM: in this process, each freed before the next."""
+    from posttrain.generation import vllm_wanted
+
+    if not vllm_wanted():
+        return {label: score_model(recipe, Path(path), suites) for label, path in models.items()}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    results = {}
+    for label, path in models.items():
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results[label] = pool.submit(score_model, recipe, Path(path), suites).result()
     return results
 
 
@@ -65,7 +84,7 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     with tempfile.TemporaryDirectory() as tmp:
         if promoted := promoted_model(recipe, Path(tmp) / "promoted"):
             models = {"promoted": promoted, **models}
-        by_model = {label: score_model(recipe, Path(path), suites) for label, path in models.items()}
+        by_model = score_models(recipe, models, suites)
     results = {name: {label: by_model[label][name] for label in models} for name in suites}
     for name, by_label in results.items():
         print("eval: " + name + ": " + ", ".join(f"{label} {r['score']:.3f}" for label, r in by_label.items())
