@@ -34,7 +34,7 @@ if [[ "${1:-}" == "fetch" ]]; then
     exit 0
 fi
 
-if compgen -G ".whl/*.whl" > /dev/null; then
+if [[ "${SMOKE_DRY_RUN:-}" != 1 ]] && compgen -G ".whl/*.whl" > /dev/null; then  # cp312 wheels: the GPU machine
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site
 fi

@@ -5,6 +5,7 @@ every stage in every image while the editable tests pass. Here the wheel goes in
 of the dependencies is this interpreter's site-packages (appended by a .pth file; the editable install's own
 .pth hook is not run from there), and everything runs from a directory outside the checkout.
 """
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -15,6 +16,7 @@ import sysconfig
 import venv
 
 import pytest
+from packaging.version import Version
 
 from conftest import ROOT
 
@@ -48,7 +50,9 @@ print(json.dumps({"modules": sorted(names), "paths": [sys.modules[n].__file__ fo
 def installed(tmp_path_factory):
     """A venv with only the wheel of this checkout installed; its python and a working directory outside ROOT."""
     work = tmp_path_factory.mktemp("wheel")
-    build = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []  # offline when it can be
+    # This venv's setuptools when it meets pyproject's build requirement (offline, fast), else an isolated build
+    has = importlib.util.find_spec("setuptools") and Version(importlib.metadata.version("setuptools")) >= Version("68")
+    build = ["--no-build-isolation"] if has else []
     # A copy, so that no build/ or egg-info left in the checkout by an earlier build can fill in for a missing file
     source = work / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__",
