@@ -309,7 +309,11 @@ class Resources(Section):
 
 
 # One `Resources` per stage of posttrain.stage_table, under the stage's name: a stage added there is a key here.
-Cluster = create_model("Cluster", __base__=Section, **{stage: (Resources, Resources()) for stage in STAGES})
+_PerStage = create_model("_PerStage", __base__=Section, **{stage: (Resources, Resources()) for stage in STAGES})
+
+
+class Cluster(_PerStage):
+    """What each stage's pod asks for (`cluster.<stage>`, fields from the stage table), and cluster-wide settings."""
 
 
 class Recipe(Section):
