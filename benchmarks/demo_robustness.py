@@ -71,6 +71,8 @@ def launch(args: argparse.Namespace, seed: int, setting: str, out: Path) -> dict
     env.pop("ATEN_CPU_CAPABILITY", None)
     if kernel != "native":
         env["ATEN_CPU_CAPABILITY"] = kernel
+    if (out / "result.json").exists():  # a finished run of an earlier invocation with the same --out
+        return json.loads((out / "result.json").read_text()) | {"setting": setting}
     command = [sys.executable, __file__, "--child", "--seed", str(seed), "--threads", threads, "--out", str(out),
                "--recipe", str(args.recipe), "--stop-after", args.stop_after] + [f"--set={s}" for s in args.set]
     out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["native:2", "avx2:1"],
                         help="KERNEL:THREADS; KERNEL is native or an ATEN_CPU_CAPABILITY value (avx2, default)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses its setting's threads)")
-    parser.add_argument("--out", type=Path, help="keep every run's outputs here (default: a temporary directory)")
+    parser.add_argument("--out", type=Path, help="keep every run's outputs here (default: a temporary directory); "
+                        "runs that finished there before are reused")
     parser.add_argument("--stop-after", default="rlvr", choices=["sft", "dpo", "rlvr"])
     parser.add_argument("--set", action="append", default=[], help="SECTION.FIELD=JSON, e.g. sft.epochs=2")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from posttrain.components.images import IMAGES
+from posttrain.components.images import image
 
 
-@dsl.component(base_image=IMAGES["data"], install_kfp_package=False)
+@dsl.component(base_image=image("data"), install_kfp_package=False)
 def data(recipe: str, dataset: Output[Dataset], summary: Output[Markdown]):
     """Synthesise, deduplicate, decontaminate and split the training and held-out data; `summary` is the
     data report (rows per split and language, synthesis, duplicates, sources, decontamination)."""
@@ -19,7 +19,7 @@ def data(recipe: str, dataset: Output[Dataset], summary: Output[Markdown]):
     Path(summary.path).write_text(render_data_markdown(stage.run(loads(recipe), dataset.path)))
 
 
-@dsl.component(base_image=IMAGES["sft"], install_kfp_package=False)
+@dsl.component(base_image=image("base"), install_kfp_package=False)
 def base(recipe: str, dataset: Input[Dataset], model: Output[Model]):
     """The starting model: built from scratch (tiny) or copied from a path or Hub name."""
     from posttrain.recipe import loads
@@ -28,7 +28,7 @@ def base(recipe: str, dataset: Input[Dataset], model: Output[Model]):
     stage.run(loads(recipe), dataset.path, model.path)
 
 
-@dsl.component(base_image=IMAGES["sft"], install_kfp_package=False)
+@dsl.component(base_image=image("sft"), install_kfp_package=False)
 def sft(recipe: str, dataset: Input[Dataset], base_model: Input[Model], model: Output[Model]):
     """Supervised fine-tuning on the assistant turns."""
     from posttrain.launch import run_stage
@@ -37,7 +37,7 @@ def sft(recipe: str, dataset: Input[Dataset], base_model: Input[Model], model: O
     run_stage("sft", loads(recipe), base_model.path, dataset.path, model.path)
 
 
-@dsl.component(base_image=IMAGES["preference"], install_kfp_package=False)
+@dsl.component(base_image=image("preference"), install_kfp_package=False)
 def preference(recipe: str, dataset: Input[Dataset], policy: Input[Model], pairs: Output[Dataset]):
     """Sample completions from the policy and judge them into chosen/rejected pairs."""
     from posttrain.recipe import loads
@@ -46,7 +46,7 @@ def preference(recipe: str, dataset: Input[Dataset], policy: Input[Model], pairs
     stage.run(loads(recipe), policy.path, dataset.path, pairs.path)
 
 
-@dsl.component(base_image=IMAGES["dpo"], install_kfp_package=False)
+@dsl.component(base_image=image("dpo"), install_kfp_package=False)
 def dpo(recipe: str, pairs: Input[Dataset], policy: Input[Model], model: Output[Model]):
     """Length-normalised DPO on the preference pairs."""
     from posttrain.launch import run_stage
@@ -55,7 +55,7 @@ def dpo(recipe: str, pairs: Input[Dataset], policy: Input[Model], model: Output[
     run_stage("dpo", loads(recipe), policy.path, pairs.path, model.path)
 
 
-@dsl.component(base_image=IMAGES["rlvr"], install_kfp_package=False)
+@dsl.component(base_image=image("rlvr"), install_kfp_package=False)
 def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Output[Model], progress: Output[HTML]):
     """Reinforcement learning with verifiable rewards (GRPO or PPO, as the recipe says); `progress` plots
     reward, accuracy, KL and completion length per step."""
@@ -68,7 +68,7 @@ def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Outp
     shutil.copyfile(f"{model.path}/progress.html", progress.path)
 
 
-@dsl.component(base_image=IMAGES["eval"], install_kfp_package=False)
+@dsl.component(base_image=image("eval"), install_kfp_package=False)
 def eval(recipe: str, dataset: Input[Dataset], base_model: Input[Model], sft_model: Input[Model],
          dpo_model: Input[Model], rlvr_model: Input[Model], scores: Output[Artifact], metrics: Output[Metrics]):
     """Score every stage's model on the same held-out items; the last one is the candidate."""
@@ -85,7 +85,7 @@ def eval(recipe: str, dataset: Input[Dataset], base_model: Input[Model], sft_mod
     print(json.dumps({label: r["score"] for b in result["benchmarks"].values() for label, r in b.items()}))
 
 
-@dsl.component(base_image=IMAGES["promote"], install_kfp_package=False)
+@dsl.component(base_image=image("gate"), install_kfp_package=False)
 def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary: Output[Markdown],
          page: Output[HTML]) -> bool:
     """Apply the recipe's thresholds; the report (scores, decision, reasons) is kept whatever the verdict."""
@@ -100,7 +100,7 @@ def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary
     return result["gate"]["passed"]
 
 
-@dsl.component(base_image=IMAGES["promote"], install_kfp_package=False)
+@dsl.component(base_image=image("promote"), install_kfp_package=False)
 def promote(recipe: str, model: Input[Model], report: Input[Artifact]) -> str:
     """Write the create-only registry entry for a model the gate passed; returns its URL."""
     from posttrain.recipe import loads

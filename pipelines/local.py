@@ -9,9 +9,8 @@ from kfp import local
 from posttrain.pipelines import tulu3
 from posttrain.recipe import Recipe
 from posttrain.report import render_html, render_markdown
+from posttrain.stage_table import NAMES as ORDER
 from posttrain.store import MANIFEST
-
-ORDER = ("data", "base", "sft", "preference", "dpo", "rlvr", "eval", "gate")
 
 
 def run(recipe: Recipe, out_dir: str | Path) -> dict:

@@ -8,6 +8,7 @@ from posttrain import components as c
 from posttrain.pipelines.resources import apply
 from posttrain.recipe import Recipe
 from posttrain.sandbox import CLIENT_LABEL as SANDBOX_CLIENT_LABEL
+from posttrain.stage_table import NAMES
 
 NAME = "tulu3"
 IR = Path(__file__).with_name("tulu3.yaml")
@@ -42,8 +43,10 @@ def build(recipe: Recipe):
             promote.set_caching_options(False)
         tasks = {"data": data, "base": base, "sft": sft, "preference": pairs, "dpo": dpo, "rlvr": rlvr,
                  "eval": scores, "gate": gate, "promote": promote}
-        for stage, task in tasks.items():
-            apply(task.set_display_name(stage), getattr(spec.cluster, stage))
+        if set(tasks) != set(NAMES):
+            raise ValueError(f"pipeline tasks {sorted(tasks)} differ from posttrain.stage_table {sorted(NAMES)}")
+        for stage in NAMES:
+            apply(tasks[stage].set_display_name(stage), getattr(spec.cluster, stage))
         for task in (data, pairs, rlvr, scores):  # they run model-written code: the sandbox's NetworkPolicy admits them
             kubernetes.add_pod_label(task, *SANDBOX_CLIENT_LABEL)
         return gate.outputs["report"]

@@ -51,7 +51,7 @@ def test_deepspeed_configs_leave_batch_sizes_to_the_trainer(zero):
 def test_the_8b_recipe_shards_with_zero3_and_the_gpu_image_ships_deepspeed():
     recipe = load(ROOT / "recipes" / "tulu3-8b.yaml")
     assert recipe.sft.deepspeed == recipe.dpo.deepspeed == recipe.rlvr.deepspeed == "zero3"
-    assert "deepspeed==" in (ROOT / "images" / "gpu" / "requirements-gpu.txt").read_text()
+    assert "\ndeepspeed==" in (ROOT / "images" / "gpu" / "requirements.lock").read_text()
 
 
 def test_length_buckets_keep_rows_of_one_bucket_shuffled():

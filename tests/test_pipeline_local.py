@@ -5,20 +5,13 @@ from pathlib import Path
 import pytest
 
 from posttrain.pipelines import local
+from posttrain.stage_table import STAGES
 from posttrain.store import read_manifest
 
 pytestmark = pytest.mark.e2e
 
-EXPECTED_FILES = {
-    "data": {"sft.jsonl", "preference.jsonl", "rlvr.jsonl", "heldout.jsonl", "heldout_ifeval.jsonl", "report.json"},
-    "base": {"config.json", "model.safetensors", "tokenizer.json"},
-    "sft": {"config.json", "model.safetensors", "tokenizer.json"},
-    "preference": {"pairs.jsonl", "heldout_pairs.jsonl", "report.json"},
-    "dpo": {"config.json", "model.safetensors"},
-    "rlvr": {"config.json", "model.safetensors", "progress.html"},
-    "eval": {"scores.json"},
-    "gate": {"report.json", "report.md"},
-}
+# Every stage that writes an output directory, in pipeline order, with the files the stage table promises.
+EXPECTED_FILES = {name: set(stage.outputs) for name, stage in STAGES.items() if stage.outputs}
 
 
 def _registry_entries(root: Path) -> list[Path]:

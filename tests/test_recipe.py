@@ -86,3 +86,15 @@ def test_the_run_seed_changes_every_sections_seed_and_zero_keeps_them():
         assert one.seed_for(section) != two.seed_for(section) != recipe.seed_for(section)
     assert len({one.seed_for(s) for s in sections}) == len(sections)  # stages do not share a stream
     assert one.digest() != recipe.digest()
+
+
+@pytest.mark.parametrize("section", ["sft", "dpo", "rlvr"])
+def test_every_optimised_section_shares_the_schedule_rules(section):
+    # One Optimisation section under SFT, DPO and RLVR: a rule written once holds for all three.
+    with pytest.raises(RecipeError, match=rf"recipe\.{section}: warmup needs lr_scheduler"):
+        loads(_tiny_with(section, warmup=10, lr_scheduler="constant"))
+    with pytest.raises(RecipeError, match=rf"recipe\.{section}\.learning_rate: Input should be greater than 0"):
+        loads(_tiny_with(section, learning_rate=-1))
+    with pytest.raises(RecipeError, match=rf"recipe\.{section}\.deepspeed: Input should be"):
+        loads(_tiny_with(section, deepspeed="zero4"))
+    assert getattr(loads(_tiny_with(section, warmup=0, lr_scheduler="constant")), section).warmup == 0

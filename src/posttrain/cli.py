@@ -6,9 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from posttrain.recipe import Recipe, RecipeError, load
-
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+from posttrain.recipe import Recipe, RecipeError, load, shipped
 
 
 def _pipelines(name: str):
@@ -121,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     reg.add_argument("version", nargs="?", help="show: the entry version")
     reg.add_argument("--registry", required=True, help="registry URL, e.g. file:///runs/registry or s3://bucket")
     comp = commands.add_parser("compile", help="compile the pipeline IR for a recipe")
-    comp.add_argument("recipe", type=Path, nargs="?", default=RECIPES / "tulu3-8b.yaml")
+    comp.add_argument("recipe", type=Path, nargs="?", default=None, help="default: the shipped tulu3-8b.yaml")
     comp.add_argument("--output", type=Path, default=None, help="default: pipelines/tulu3.yaml")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            return _run_local(load(RECIPES / "tiny.yaml"), args.out)
+            return _run_local(shipped("tiny.yaml"), args.out)
         if args.command == "run":
             return _run_local(load(args.recipe), args.out)
         if args.command == "submit":
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "registry":
             return _registry(args)
         tulu3 = _pipelines("tulu3")
-        path = tulu3.compile(load(args.recipe), args.output or tulu3.IR)
+        path = tulu3.compile(load(args.recipe) if args.recipe else shipped("tulu3-8b.yaml"), args.output or tulu3.IR)
         print(f"compile: wrote {path}")
         return 0
     except RecipeError as exc:

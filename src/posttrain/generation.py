@@ -38,9 +38,31 @@ def load(path: str, trust_remote_code: bool = False):
 
         return VLLMModel(LLM(model=path, trust_remote_code=trust_remote_code,
                              tensor_parallel_size=torch.cuda.device_count())), tokenizer
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code)
+    from posttrain.devices import for_inference
+
+    model = for_inference(AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code))
     model.eval()
     return model, tokenizer
+
+
+def release(model) -> None:
+    """Free a model's accelerator memory before the next one loads: vLLM keeps its engine's memory (and its
+    distributed state) until told, and a second engine in the same process then runs out of memory."""
+    import gc
+
+    if isinstance(model, VLLMModel):
+        try:
+            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+            destroy_model_parallel()
+            destroy_distributed_environment()
+        except ImportError:  # the names moved between vLLM releases; the process-per-model path does not need them
+            pass
+        model.engine = None
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _generate_vllm(model: VLLMModel, encoded: list[list[int]], max_new_tokens: int, num_samples: int,
@@ -74,6 +96,7 @@ def generate(model, tokenizer, conversations: Sequence[list[dict]], max_new_toke
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt", padding_side="left")
+        inputs = {key: value.to(model.device) for key, value in inputs.items()}
         output = model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,

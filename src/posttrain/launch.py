@@ -16,9 +16,8 @@ from importlib import import_module
 from pathlib import Path
 
 from posttrain.recipe import Recipe, loads
+from posttrain.stage_table import DISTRIBUTED  # the stages whose trainers run data-parallel; PPO runs in one process
 from posttrain.store import read_manifest
-
-DISTRIBUTED = ("sft", "dpo", "rlvr")  # the stages whose trainers run data-parallel; PPO runs in one process
 
 
 def processes(recipe: Recipe, stage: str) -> int:

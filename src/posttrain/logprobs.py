@@ -18,10 +18,11 @@ def completion_logprobs(model, tokenizer, conversations: list[list[dict]], batch
     for begin in range(0, len(sequences), batch_size):
         batch = sequences[begin : begin + batch_size]
         width = max(map(len, batch))
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        # Built on the model's device: a CUDA model given CPU inputs fails (the DPO margin runs on the GPU).
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, device=model.device)
+        mask = torch.zeros((len(batch), width), dtype=torch.long, device=model.device)
         for i, seq in enumerate(batch):
-            ids[i, : len(seq)] = torch.tensor(seq)
+            ids[i, : len(seq)] = torch.tensor(seq, device=model.device)
             mask[i, : len(seq)] = 1
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         token_logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
     """Generalised advantage estimation over response tokens; returns (advantages, returns)."""
     advantages = torch.zeros_like(rewards)
-    last = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    last = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
         next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
         delta = rewards[:, t] + gamma * next_value - values[:, t]
@@ -99,11 +99,21 @@ class Settings:
 
 
 def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=print) -> list[dict]:
-    """Run PPO on `policy` in place; returns the per-step log (reward, accuracy, kl, length, losses)."""
+    """Run PPO on `policy` in place, on its device; returns the per-step log (reward, accuracy, kl, length, losses).
+
+    The reference and the value model are copies of the policy on the same device; every tensor built here
+    is created on `policy.device`.
+    """
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    device = policy.device
     reference = copy.deepcopy(policy).eval()
-    critic = ValueModel(policy)
+    critic = ValueModel(policy).to(device)
+
+    def amp():  # bf16 matmuls on a GPU, fp32 weights and optimiser state; plain fp32 on CPU
+        on_gpu = device.type == "cuda"
+        return torch.autocast("cuda" if on_gpu else "cpu", dtype=torch.bfloat16, enabled=on_gpu)
+
     optimizer = torch.optim.AdamW(list(policy.parameters()) + list(critic.parameters()), lr=cfg.learning_rate)
     warmup = cfg.ppo_epochs * cfg.warmup_steps  # in optimizer updates: ppo_epochs of them per step
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: min(1.0, (update + 1) / max(warmup, 1)))
@@ -114,8 +124,9 @@ def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=pri
         prompts = [tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
                    for r in batch]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        enc = {key: value.to(device) for key, value in enc.items()}
         policy.eval()
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             out = policy.generate(**enc, do_sample=True, temperature=cfg.temperature, top_k=0,
                                   max_new_tokens=cfg.max_completion_length, pad_token_id=pad, eos_token_id=eos)
         start = enc["input_ids"].shape[1]
@@ -124,27 +135,28 @@ def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=pri
         is_eos = response == eos
         ended = is_eos.any(1)
         first_eos = torch.where(ended, is_eos.float().argmax(1), torch.full_like(ended, response.shape[1], dtype=torch.long))
-        positions = torch.arange(response.shape[1])[None]
+        positions = torch.arange(response.shape[1], device=device)[None]
         mask = (positions <= first_eos[:, None]).float() * (positions < response.shape[1]).float()
         attention = torch.cat([enc["attention_mask"], mask.long()], 1)
         texts = tokenizer.batch_decode(response, skip_special_tokens=True)
         verdict = torch.tensor(reward_fn(texts, dataset=[r["dataset"] for r in batch],
-                                         ground_truth=[r["ground_truth"] for r in batch]))
+                                         ground_truth=[r["ground_truth"] for r in batch]), device=device)
         score = cfg.verified_reward * verdict + cfg.no_eos_penalty * (~ended).float()
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             old_logprobs = token_logprobs(policy, out, attention, start) * mask
             ref_logprobs = token_logprobs(reference, out, attention, start) * mask
             old_values = critic(out, attention)[:, start - 1 : -1] * mask
         kl = kl_estimate(old_logprobs, ref_logprobs) * mask
         rewards = -cfg.beta * kl
         last = (mask.sum(1).long() - 1).clamp(min=0)
-        rewards[torch.arange(len(batch)), last] += score
+        rewards[torch.arange(len(batch), device=device), last] += score
         advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         advantages = whiten(advantages, mask)
         policy.train()
         for _ in range(cfg.ppo_epochs):
-            logprobs = token_logprobs(policy, out, attention, start)
-            values = critic(out, attention)[:, start - 1 : -1]
+            with amp():
+                logprobs = token_logprobs(policy, out, attention, start)
+                values = critic(out, attention)[:, start - 1 : -1].float()
             pg, clipfrac = policy_loss(logprobs, old_logprobs, advantages, mask, cfg.clip)
             vf = value_loss(values, old_values, returns, mask, cfg.value_clip)
             loss = pg + cfg.value_coef * vf

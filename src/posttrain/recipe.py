@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
-STAGES = ("data", "sft", "preference", "dpo", "rlvr", "eval", "promote")
+from posttrain.stage_table import NAMES as STAGES
 
 
 class RecipeError(ValueError):
@@ -130,10 +131,38 @@ class Checkpoints(Section):
     keep: int = Field(2, ge=1)  # newest checkpoints kept; older ones are deleted
 
 
-class SFTSection(Section):
-    learning_rate: float = Field(3e-3, gt=0)  # peak, after warmup
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup: float = Field(50, ge=0)  # optimizer steps when >= 1, fraction of all steps when < 1
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+LearningRate = Annotated[float, Field(gt=0)]  # peak, after warmup
+# Optimizer steps when >= 1, a fraction of all optimizer steps when < 1. Adam's first steps move every weight by
+# about the learning rate whatever the gradient's size; warmup makes them small.
+Warmup = Annotated[float, Field(ge=0)]
+
+
+class Optimisation(Section):
+    """What the SFT, DPO and RLVR sections share, under the same keys in each, so one rule holds for all three.
+
+    Each section declares its own learning_rate, lr_scheduler and warmup defaults (types above); the rest
+    defaults here.
+    """
+
+    learning_rate: LearningRate
+    lr_scheduler: Scheduler
+    warmup: Warmup
+    seed: int = 0
+    deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
+    checkpoints: Checkpoints = Checkpoints()  # RLVR: GRPO only; PPO does not checkpoint
+
+    @model_validator(mode="after")
+    def _warmup_needs_a_schedule_that_uses_it(self) -> "Optimisation":
+        if self.warmup and self.lr_scheduler == "constant":
+            raise ValueError("warmup needs lr_scheduler constant_with_warmup, linear or cosine: constant ignores it")
+        return self
+
+
+class SFTSection(Optimisation):
+    learning_rate: LearningRate = 3e-3
+    lr_scheduler: Scheduler = "cosine"
+    warmup: Warmup = 50
     epochs: float = Field(2.0, gt=0)
     batch_size: int = Field(64, gt=0)  # sequences per device per step
     gradient_accumulation_steps: int = Field(1, gt=0)
@@ -143,9 +172,6 @@ class SFTSection(Section):
     packing: bool = False
     group_by_length: bool = True  # batches of similar length, shuffled; less padding, same data
     length_bucket: int = Field(0, ge=0)  # group by length rounded up to this many tokens; 0: exact lengths
-    seed: int = 0
-    deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
-    checkpoints: Checkpoints = Checkpoints()
 
 
 class PreferenceSection(Section):
@@ -173,31 +199,26 @@ class PreferenceSection(Section):
         return self
 
 
-class DPOSection(Section):
+class DPOSection(Optimisation):
     loss_type: Literal["sigmoid", "sigmoid_norm", "ipo", "hinge"] = "sigmoid_norm"  # sigmoid_norm: length-normalised
     beta: float = Field(0.1, gt=0)
     # Weight of an NLL term on the chosen completion (RPO / iterative RPO). Without it DPO lowers the
     # likelihood of right answers too, which costs accuracy on reasoning tasks; 0 turns it off.
     sft_weight: float = Field(0.0, ge=0)
-    learning_rate: float = Field(1e-4, gt=0)  # peak, after warmup
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    warmup: float = Field(0.1, ge=0)  # optimizer steps when >= 1, fraction of all steps when < 1
+    learning_rate: LearningRate = 1e-4
+    lr_scheduler: Scheduler = "linear"
+    warmup: Warmup = 0.1
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(32, gt=0)  # pairs per device per step
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_length: int = Field(256, gt=0)  # tokens, prompt + completion
-    seed: int = 0
-    deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
-    checkpoints: Checkpoints = Checkpoints()
 
 
-class RLVRSection(Section):
+class RLVRSection(Optimisation):
     algorithm: Literal["grpo", "ppo"] = "grpo"  # GRPO: Tülu 3.1, TRL; PPO: Tülu 3, posttrain.ppo
-    learning_rate: float = Field(5e-5, gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant"
-    # Optimizer steps when >= 1, a fraction of max_steps when < 1. Adam's first steps move every weight by
-    # about the learning rate whatever the gradient's size; warmup makes them small.
-    warmup: float = Field(0.0, ge=0)
+    learning_rate: LearningRate = 5e-5
+    lr_scheduler: Scheduler = "constant"
+    warmup: Warmup = 0.0  # a fraction of max_steps when < 1
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
     num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
     batch_size: int = Field(64, gt=0)  # completions per optimizer step, a multiple of num_generations
@@ -215,16 +236,11 @@ class RLVRSection(Section):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_server_url: str | None = None
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
-    seed: int = 0
-    deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
-    checkpoints: Checkpoints = Checkpoints()  # GRPO; PPO does not checkpoint
 
     @model_validator(mode="after")
-    def _batches_and_schedule(self) -> "RLVRSection":
+    def _batches(self) -> "RLVRSection":
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of num_generations {self.num_generations}")
-        if self.warmup and self.lr_scheduler == "constant":
-            raise ValueError("warmup needs lr_scheduler constant_with_warmup, linear or cosine: constant ignores it")
         return self
 
 
@@ -344,16 +360,12 @@ class Resources(Section):
     timeout_s: int = Field(0, ge=0)  # 0: no timeout; an unschedulable pod otherwise waits forever
 
 
-class Cluster(Section):
-    data: Resources = Resources()
-    base: Resources = Resources()
-    sft: Resources = Resources()
-    preference: Resources = Resources()
-    dpo: Resources = Resources()
-    rlvr: Resources = Resources()
-    eval: Resources = Resources()
-    gate: Resources = Resources()
-    promote: Resources = Resources()
+# One `Resources` per stage of posttrain.stage_table, under the stage's name: a stage added there is a key here.
+_PerStage = create_model("_PerStage", __base__=Section, **{stage: (Resources, Resources()) for stage in STAGES})
+
+
+class Cluster(_PerStage):
+    """What each stage's pod asks for (`cluster.<stage>`, fields from the stage table), and cluster-wide settings."""
 
 
 class SandboxSection(Section):
@@ -450,3 +462,15 @@ def load(path: str | Path) -> Recipe:
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from None
     return loads(text, source=str(path))
+
+
+def shipped(name: str) -> Recipe:
+    """A recipe that ships with the package (`recipes/` in the source tree, `posttrain/recipes` in a wheel)."""
+    from importlib import resources
+
+    resource = resources.files("posttrain.recipes") / name
+    try:
+        text = resource.read_text()
+    except OSError as exc:
+        raise RecipeError(f"{name}: no such shipped recipe ({exc.strerror})") from None
+    return loads(text, source=f"posttrain/recipes/{name}")

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Literal
 
 Kind = Literal["sft", "preference", "rlvr"]
+# The data stage's artifact: split -> file name. Every stage that reads the data artifact finds its split here.
+FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl",
+         "heldout_ifeval": "heldout_ifeval.jsonl"}
 ROLES = {"system", "user", "assistant"}
 
 
 from posttrain.store import RowError, iter_jsonl
 
-__all__ = ["RowError", "problems", "read_rows"]
+__all__ = ["FILES", "RowError", "problems", "read_rows"]
 
 
 def _messages(value, field: str, last_role: str | None) -> list[str]:

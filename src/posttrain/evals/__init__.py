@@ -28,8 +28,7 @@ class Benchmark:
 
 
 def _arithmetic_rows(recipe: Recipe, data_dir: Path) -> list[dict]:
-    from posttrain.data.formats import read_rows
-    from posttrain.stages.data import FILES
+    from posttrain.data.formats import FILES, read_rows
 
     return read_rows(data_dir / FILES["heldout"], "rlvr")
 
@@ -75,8 +74,7 @@ def ifeval_rows(recipe: Recipe, heldout_ifeval: list[dict]) -> list[dict]:
 
 
 def _ifeval(recipe: Recipe, data_dir: Path) -> list[dict]:
-    from posttrain.data.formats import read_rows
-    from posttrain.stages.data import FILES
+    from posttrain.data.formats import FILES, read_rows
 
     path = data_dir / FILES["heldout_ifeval"]
     rows = ifeval_rows(recipe, read_rows(path, "rlvr") if path.exists() else [])

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 def record(rows: list[dict], outcomes: list[float], completions: list[str], engine: str = "registry",
            metrics: dict[str, list[float]] | None = None) -> dict:
-    from posttrain.stages.eval import bootstrap_ci
+    from posttrain.evals.intervals import bootstrap_ci
 
     if len(outcomes) != len(rows):
         raise ValueError(f"score record: {len(outcomes)} outcomes for {len(rows)} items")
@@ -35,7 +35,7 @@ def record(rows: list[dict], outcomes: list[float], completions: list[str], engi
 def gaps(results: dict[str, dict[str, dict]], pairs: list[tuple[str, str]]) -> dict[str, list[dict]]:
     """Per benchmark, for each (model, baseline) pair, the model's score minus the baseline's on the same
     items, with the paired bootstrap 95% interval of that difference."""
-    from posttrain.stages.eval import paired_difference_ci
+    from posttrain.evals.intervals import paired_difference_ci
 
     found = {}
     for name, by_label in results.items():

@@ -25,9 +25,16 @@ def run(recipe: Recipe, data_dir: str | Path, out_dir: str | Path) -> dict:
 
         parameters = build(tokenizer_corpus(), recipe.model.tiny, out_dir, seed=recipe.seed_for("model"))
     else:
-        from posttrain.generation import load
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model, tokenizer = load(recipe.model.base, trust_remote_code=recipe.model.trust_remote_code)
+        # The weights as published, with transformers: generation.load gives a vLLM engine (no save_pretrained) or
+        # bf16 weights where a GPU is, and the sft image has both.
+        trust = recipe.model.trust_remote_code
+        model = AutoModelForCausalLM.from_pretrained(recipe.model.base, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(recipe.model.base, trust_remote_code=trust)
+        tokenizer.padding_side = "left"  # as generation.load leaves it: later stages read this tokenizer
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         parameters = model.num_parameters()

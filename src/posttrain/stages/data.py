@@ -17,14 +17,11 @@ from posttrain.data import coding, instructions
 from posttrain.data.arithmetic import leading_carry, problems, solution
 from posttrain.data.decontaminate import EvalIndex, decontaminate
 from posttrain.data.dedup import near_duplicates
+from posttrain.data.formats import FILES
 from posttrain.data.sources import mix
 from posttrain.data.synthesis import ModelWriter, Tally, perturb, persona_descriptions, retell, verified
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal, write_json, write_jsonl
-
-FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl",
-         "heldout_ifeval": "heldout_ifeval.jsonl"}
-
 
 def prompt_text(row: dict) -> str:
     """The first user turn of any Tülu row, whitespace- and case-normalised: what dedup compares."""

@@ -63,7 +63,10 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
     train = Dataset.from_list([to_trl(p) for p in read_rows(pairs_dir / "pairs.jsonl", "preference")])
     heldout = read_rows(pairs_dir / "heldout_pairs.jsonl", "preference")
-    margin_before = preference_margin(model.eval(), tokenizer, heldout)
+    from posttrain.devices import accelerator
+
+    # On this process's GPU, where the trainer puts the model anyway; logprobs.py builds its inputs there.
+    margin_before = preference_margin(model.to(accelerator()).eval(), tokenizer, heldout)
     args = trainer_config(recipe, out_dir)
     trainer, result, resume = train_resumably("dpo", DPOTrainer, args, model=model, train_dataset=train,
                                               processing_class=tokenizer)
@@ -71,7 +74,7 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     if not trainer.is_world_process_zero():
         return {}
     tokenizer.save_pretrained(out_dir)
-    trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir)  # whole, unsharded
+    trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir).to(accelerator())
     margin_after = preference_margin(trained.eval(), tokenizer, heldout)
     discard_checkpoints(args.output_dir)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),

@@ -7,7 +7,6 @@ sets the data stage decontaminated against, for the gate.
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -18,26 +17,6 @@ from posttrain.evals.protocol import cut, pass_at
 from posttrain.evals.records import gaps, record
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json
-
-
-
-def bootstrap_ci(outcomes: list[float], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean, resampling items with replacement."""
-    if not outcomes:
-        return (0.0, 0.0)
-    rng = random.Random(seed)
-    n = len(outcomes)
-    means = sorted(sum(rng.choices(outcomes, k=n)) / n for _ in range(resamples))
-    return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
-
-
-def paired_difference_ci(a: list[float], b: list[float], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of mean(a) - mean(b) over the same items, resampling items with replacement."""
-    rng = random.Random(seed)
-    n = len(a)
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
 
 
 def promoted_model(recipe: Recipe, dest: Path) -> Path | None:
@@ -59,7 +38,7 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
             results.update(harness.score(recipe, str(model_dir), wanted))
     if not (rest := [name for name in suites if name not in results]):
         return results
-    from posttrain.generation import generate, load
+    from posttrain.generation import generate, load, release
 
     model, tokenizer = load(str(model_dir), trust_remote_code=recipe.model.trust_remote_code)
     for name in rest:
@@ -68,7 +47,7 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
         n = protocol.samples if protocol else 1
         samples = generate(model, tokenizer, [r["messages"] for r in rows], benchmark.max_new_tokens(recipe),
                            recipe.eval.batch_size, num_samples=n, temperature=protocol.temperature if protocol else 0.0,
-                           seed=recipe.data.seed, max_prompt_tokens=recipe.eval.max_prompt_tokens)
+                           seed=recipe.seed_for("eval"), max_prompt_tokens=recipe.eval.max_prompt_tokens)
         stop = benchmark.protocol.stop if benchmark.protocol else ()
         samples = [[cut(c, stop) for c in cs] for cs in samples]
         completions = [c[0] for c in samples]
@@ -81,6 +60,25 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
             outcomes = pass_at(per_item, protocol.k)
             metrics = {"pass@1": pass_at(per_item, 1), f"pass@{protocol.k}": outcomes}
         results[name] = record(rows, outcomes, completions, metrics=metrics)
+    release(model)
+    return results
+
+
+def score_models(recipe: Recipe, models: dict[str, Path], suites: dict[str, list[dict]]) -> dict[str, dict]:
+    """Every model scored, one at a time. With vLLM each model is scored in a fresh process: a process keeps
+    one vLLM engine at most, and its GPU memory is returned when the process ends (a second engine in the same
+    process runs out of memory, a known vLLM behaviour). Without vLLM: in this process, each freed before the next."""
+    from posttrain.generation import vllm_wanted
+
+    if not vllm_wanted():
+        return {label: score_model(recipe, Path(path), suites) for label, path in models.items()}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    results = {}
+    for label, path in models.items():
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results[label] = pool.submit(score_model, recipe, Path(path), suites).result()
     return results
 
 
@@ -98,8 +96,7 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
             models = {"promoted": promoted, **models}
         if clash := sorted(set(recipe.eval.baselines) & set(models)):
             raise ValueError(f"recipe.eval.baselines: labels {clash} are already this run's models")
-        by_model = {label: score_model(recipe, Path(path), suites)
-                    for label, path in {**models, **recipe.eval.baselines}.items()}
+        by_model = score_models(recipe, {**models, **recipe.eval.baselines}, suites)
     labels = [*models, *recipe.eval.baselines]
     results = {name: {label: by_model[label][name] for label in labels} for name in suites}
     for name, by_label in results.items():

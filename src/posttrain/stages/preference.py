@@ -11,9 +11,8 @@ from pathlib import Path
 from statistics import mean
 
 from posttrain import sandbox
-from posttrain.data.formats import read_rows
+from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
-from posttrain.stages.data import FILES
 from posttrain.store import finished, seal, write_json, write_jsonl
 
 

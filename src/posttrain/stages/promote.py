@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from posttrain import registry as registry_store
+from posttrain.evals.intervals import paired_difference_ci
 from posttrain.recipe import Recipe
-from posttrain.stages.eval import paired_difference_ci
 from posttrain.report import render_html, render_markdown
 from posttrain.store import MANIFEST, read_manifest, seal, write_json
 

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 from posttrain import sandbox
-from posttrain.data.formats import read_rows
+from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
-from posttrain.stages.data import FILES
 from posttrain.training import checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably
 from posttrain.store import finished, seal
 from posttrain.verifiers import verify
@@ -119,7 +118,11 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> li
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
         clip=cfg.clip, lam=cfg.gae_lambda, seed=recipe.seed_for("rlvr"))
-    history = algorithm.train(model, tokenizer, rows, verify, settings)
+    from posttrain.devices import accelerator
+
+    # PPO runs in one process on this pod's GPU in fp32 weights (the optimiser's master copy); generation and
+    # losses follow the model's device (ppo.py).
+    history = algorithm.train(model.to(accelerator()), tokenizer, rows, verify, settings)
     model.save_pretrained(out_dir)
     return history
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from posttrain.data.formats import read_rows
+from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
-from posttrain.stages.data import FILES
 from posttrain.store import finished, seal
 from posttrain.training import (bucketed, checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu,
                                 train_resumably)
