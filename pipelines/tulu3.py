@@ -2,7 +2,7 @@
 
 from pathlib import Path  # no `from __future__ import annotations`: KFP reads real annotations
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 
 from posttrain import components as c
 from posttrain.pipelines.resources import apply
@@ -43,6 +43,8 @@ def build(recipe: Recipe):
                  "eval": scores, "gate": gate, "promote": promote}
         for stage, task in tasks.items():
             apply(task.set_display_name(stage), getattr(spec.cluster, stage))
+            # The KFP run id groups the stages' tracking runs (posttrain.tracking); KFP labels each pod with it.
+            kubernetes.use_field_path_as_env(task, "KFP_RUN_ID", "metadata.labels['pipeline/runid']")
         return gate.outputs["report"]
 
     return tulu3

@@ -19,13 +19,23 @@ def _pipelines(name: str):
 def _run_local(recipe: Recipe, out: Path) -> int:
     out = out.resolve()
     recipe = recipe.override(promote={"registry": (out / "registry").as_uri()})
-    report = _pipelines("local").run(recipe, out)
+    local = _pipelines("local")
+    from posttrain.tracking import TrackingError
+
+    print(f"posttrain: running recipe {recipe.name} locally; each stage's log in {out / 'logs'}", flush=True)
+    try:
+        report = local.run(recipe, out)
+    except (local.StageFailed, TrackingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print()
     print(format_stages(report))
     print()
     gate = report["gate"]
     print(f"gate: {'PASS' if gate['passed'] else 'REFUSED'}" + "".join(f"\n  - {r}" for r in gate["reasons"]))
-    print(f"report: {out / 'report.json'}  {out / 'report.md'}")
+    print(f"report: {out / 'report.html'}  (also report.md, report.json)")
+    if recipe.tracking.backend == "mlflow" and not recipe.tracking.uri:
+        print(f"curves: mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}")
     return 0
 
 

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from posttrain import progress
 from posttrain.evals import BENCHMARKS
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json
@@ -85,7 +86,10 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     with tempfile.TemporaryDirectory() as tmp:
         if promoted := promoted_model(recipe, Path(tmp) / "promoted"):
             models = {"promoted": promoted, **models}
-        by_model = {label: score_model(recipe, Path(path), suites) for label, path in models.items()}
+        by_model = {}
+        for done, (label, path) in enumerate(models.items(), 1):
+            by_model[label] = score_model(recipe, Path(path), suites)
+            progress.report("eval", done, len(models), {"score": next(iter(by_model[label].values()))["score"]})
     results = {name: {label: by_model[label][name] for label in models} for name in suites}
     for name, by_label in results.items():
         print("eval: " + name + ": " + ", ".join(f"{label} {r['score']:.3f}" for label, r in by_label.items())

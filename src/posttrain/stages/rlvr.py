@@ -118,7 +118,10 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> li
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
         clip=cfg.clip, lam=cfg.gae_lambda, seed=cfg.seed)
-    history = algorithm.train(model, tokenizer, rows, verify, settings)
+    from posttrain import progress, tracking
+
+    history = algorithm.train(model, tokenizer, rows, verify, settings,
+                              on_step=progress.step_hook("rlvr", cfg.max_steps, tracking.active()))
     model.save_pretrained(out_dir)
     return history
 
@@ -144,7 +147,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
-        "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length") if k in h}
+        "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length", "learning_rate",
+                                   "loss") if k in h}
                 for h in history],
     }
     (out_dir / "progress.html").write_text(render_progress(summary))
