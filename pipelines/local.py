@@ -67,6 +67,7 @@ def run(recipe: Recipe, out_dir: str | Path, out=None, live: bool | None = None)
         report_dir = Path(task.output.path)
     report = json.loads((report_dir / "report.json").read_text())
     report["stages"] = stage_summaries(report_dir.parents[1])
+    report["data_report"] = data_numbers(report["stages"])
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(render_markdown(report))
     (out_dir / "report.html").write_text(render_html(report))
@@ -74,6 +75,18 @@ def run(recipe: Recipe, out_dir: str | Path, out=None, live: bool | None = None)
         tracking.finish_parent(recipe, env["POSTTRAIN_RUN_ID"], "FINISHED",
                                [out_dir / name for name in ("report.html", "report.md", "report.json")])
     return report
+
+
+def data_numbers(stages: list[dict]) -> dict:
+    """The data report's key numbers, for the report page."""
+    found = [s for s in stages if s["stage"] == "data"]
+    if not found or not (Path(found[0]["path"]) / "report.json").is_file():
+        return {}
+    data = json.loads((Path(found[0]["path"]) / "report.json").read_text())
+    return {"rows": data["rows"], "duplicates": data.get("duplicates_dropped", {}),
+            "quarantined": data.get("quarantined", 0),
+            "decontaminated": {split: sum(hit.get("rows_removed", 0) for hit in found.get("by_eval_set", {}).values())
+                               for split, found in data.get("decontamination", {}).items()}}
 
 
 def stage_summaries(run_dir: Path) -> list[dict]:

@@ -88,19 +88,9 @@ def _submit(recipe: Recipe, args) -> int:
     return 0
 
 
-def _key_numbers(summary: dict) -> str:
-    shown = []
-    for key, value in summary.items():
-        if isinstance(value, float):
-            shown.append(f"{key}={value:.3f}")
-        elif isinstance(value, (int, str)):  # bools are ints: passed=True shows too
-            shown.append(f"{key}={value}")
-        elif key == "rows":
-            shown.append("rows=" + "/".join(f"{k}:{v}" for k, v in value.items()))
-    return ", ".join(shown)[:90]
-
-
 def format_stages(report: dict) -> str:
+    from posttrain.report_html import key_numbers as _key_numbers
+
     lines = [f"{'stage':<11}{'seconds':>8}  key numbers"]
     for stage in report.get("stages", []):
         seconds = "" if stage["seconds"] is None else f"{stage['seconds']:.0f}"

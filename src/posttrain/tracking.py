@@ -47,7 +47,8 @@ def group() -> str | None:
     return next((os.environ[name] for name in GROUP_ENVS if os.environ.get(name)), None)
 
 
-def _client(recipe: Recipe):
+def mlflow_client(recipe: Recipe):
+    """An MlflowClient on the recipe's tracking URI (also its Model Registry), and that URI."""
     from mlflow import MlflowClient
 
     target = uri(recipe)
@@ -68,7 +69,7 @@ def preflight(recipe: Recipe, attempts: int = 1) -> None:
     """Fail now, with a message naming the server, if the tracker cannot be reached: before any training."""
     if recipe.tracking.backend != "mlflow":
         return
-    client, target = _client(recipe)
+    target = uri(recipe)
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Creating initial MLflow database tables"
@@ -77,8 +78,10 @@ def preflight(recipe: Recipe, attempts: int = 1) -> None:
     try:
         for attempt in range(attempts):
             try:
-                client.search_experiments(max_results=1)
+                mlflow_client(recipe)[0].search_experiments(max_results=1)
                 return
+            except TrackingError:
+                raise
             except Exception as exc:  # MlflowException, requests' errors, sqlalchemy's: all mean "unusable"
                 if attempt == attempts - 1:
                     raise TrackingError(f"recipe.tracking.uri: MLflow at {target} is not usable: "
@@ -155,7 +158,7 @@ def finish_parent(recipe: Recipe, key: str, status: str = "FINISHED", artifacts=
     pipeline ends); returns its run id."""
     if recipe.tracking.backend != "mlflow":
         return None
-    client, target = _client(recipe)
+    client, target = mlflow_client(recipe)
     experiment = _experiment(client, recipe, target)
     parent = _parent(client, experiment, recipe, key)
     for path in artifacts:
@@ -184,7 +187,7 @@ def stage(recipe: Recipe, name: str, out_dir: str | Path | None = None):
                 _active = None
         return
     preflight(recipe)
-    client, target = _client(recipe)
+    client, target = mlflow_client(recipe)
     experiment = _experiment(client, recipe, target)
     tags = {"posttrain.stage": name, "posttrain.recipe_sha256": recipe.digest()}
     if key := group():
