@@ -101,7 +101,9 @@ class Display(logging.Filter):
                                   TextColumn("{task.fields[metric]}"),
                                   console=Console(file=out), redirect_stdout=False, redirect_stderr=False,
                                   refresh_per_second=4)
-            self._tasks = {s: self._bars.add_task(s, total=None, start=False, mark="·", metric="") for s in stages}
+            # A stage's line appears when it starts (a stage skipped by the gate never shows).
+            self._tasks = {s: self._bars.add_task(s, total=None, start=False, visible=False, mark="·", metric="")
+                           for s in stages}
 
     # kfp.local's log records pass through here (a filter on the root logger); they still reach the log file.
     def filter(self, record: logging.LogRecord) -> bool:
@@ -117,7 +119,7 @@ class Display(logging.Filter):
         self.started[stage] = time.monotonic()
         if self._bars is not None and stage in self._tasks:
             self._bars.start_task(self._tasks[stage])
-            self._bars.update(self._tasks[stage], mark="[yellow]▶[/]")
+            self._bars.update(self._tasks[stage], mark="[yellow]▶[/]", visible=True)
 
     def finish(self, stage: str, ok: bool) -> None:
         self.finished.add(stage)

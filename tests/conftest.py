@@ -112,7 +112,7 @@ def mlflow_server(tmp_path_factory):
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
         stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # minutes on a loaded machine: it migrates its database first
     while True:
         try:
             urllib.request.urlopen(f"{url}/health", timeout=2)

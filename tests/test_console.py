@@ -44,3 +44,20 @@ def test_a_failing_stage_is_named_with_its_log(micro_recipe, tmp_path, capsys, m
     with sqlite3.connect(tmp_path / "run" / "mlflow.db") as db:
         runs = dict(db.execute("select name, status from runs"))
     assert runs["data"] == "FAILED" and any(name.startswith("tiny local-") for name in runs)
+
+
+def test_a_terminal_gets_a_bar_with_steps_eta_and_the_key_metric(tmp_path, monkeypatch):
+    logs, screen = StageLogs(tmp_path / "logs"), io.StringIO()
+    (tmp_path / "progress").mkdir()
+    monkeypatch.setenv(progress.ENV, str(tmp_path / "progress"))
+    with Display(logs, tmp_path / "progress", screen, ("data", "sft"), live=True) as display:
+        display.start("data")
+        display.finish("data", ok=True)
+        display.start("sft")
+        progress.report("sft", 30, 40, {"loss": 0.75})
+        display._poll("sft")
+        display.finish("sft", ok=True)
+    logs.close()
+    lines = [line for line in screen.getvalue().splitlines() if line.strip()]
+    sft = next(line for line in reversed(lines) if " sft " in line)
+    assert "40/40" in sft and "loss 0.75" in sft and "eta" in sft and "✓" in sft

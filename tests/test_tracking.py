@@ -27,7 +27,7 @@ def test_preflight_stops_on_a_server_that_does_not_answer():
 
 
 def test_promoting_twice_moves_the_alias_once_and_never_rewrites_a_version(mlflow_server, tmp_path):
-    recipe = RECIPE.override(tracking={"uri": mlflow_server})
+    recipe = RECIPE.override(tracking={"uri": mlflow_server}, promote={"model_registry": "mlflow"})
     registry = (tmp_path / "registry").as_uri()
     client = MlflowClient(mlflow_server)
 
@@ -92,3 +92,15 @@ def test_a_pipeline_run_tracks_every_stage_under_one_parent(micro_recipe, mlflow
     artifacts = {a.path for a in client.list_artifacts(runs["gate"].info.run_id)}
     assert {"report.html", "report.json"} <= artifacts
     assert client.get_model_version_by_alias("tiny", "champion").version == "1"
+
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    if shutil.which("chromium"):  # the run's own report page, in a browser; the screenshot stays with the run
+        check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
+                                str(tmp_path / "run" / "report.html")], capture_output=True, text=True, timeout=300)
+        assert check.returncode == 0, check.stderr
+        assert "curve panels ['sft', 'dpo', 'rlvr']" in check.stdout and (tmp_path / "run" / "report.png").is_file()

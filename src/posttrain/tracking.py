@@ -1,4 +1,4 @@
-"""Experiment tracking: one MLflow (or W&B) run per stage, grouped under one parent run per pipeline run.
+"""Experiment tracking: one MLflow run per stage, grouped under one parent run per pipeline run.
 
 What each stage's run holds: its recipe section as params, per-step metrics (loss, learning rate, reward,
 KL, completion length: `training.StepLog` and the PPO hook call `log_metrics`), the numbers of its manifest
@@ -175,16 +175,6 @@ def stage(recipe: Recipe, name: str, out_dir: str | Path | None = None):
     global _active
     if recipe.tracking.backend == "none":
         yield None
-        return
-    if recipe.tracking.backend == "wandb":
-        from posttrain.tracking_wandb import stage as wandb_stage
-
-        with wandb_stage(recipe, name, out_dir, group()) as tracker:
-            _active = tracker
-            try:
-                yield tracker
-            finally:
-                _active = None
         return
     preflight(recipe)
     client, target = mlflow_client(recipe)
