@@ -81,8 +81,9 @@ def _source(client, entry: dict, run_id: str | None) -> str:
 
 
 def _kubeflow(recipe: Recipe, entry: dict) -> dict:
-    """Kubeflow Model Registry (the `model-registry` client): a model version named by the entry's version,
-    pointing at the entry's model, its metadata carrying the lineage; the alias is a version label."""
+    """Kubeflow Model Registry (the `model-registry` client): a model version named by the store's version,
+    its artifact pointing at the entry's model, its custom properties carrying the lineage. The service has
+    no aliases, so the alias is a custom property of the registered model, `alias.<name>` = the version."""
     try:
         from model_registry import ModelRegistry
     except ImportError:
@@ -95,9 +96,15 @@ def _kubeflow(recipe: Recipe, entry: dict) -> dict:
     try:
         service = ModelRegistry(f"{url.scheme}://{url.hostname}", url.port or (443 if url.scheme == "https" else 80),
                                 author="posttrain", is_secure=url.scheme == "https")
-        model = service.register_model(recipe.name, f"{entry['url']}/model", version=entry["version"],
-                                       model_format_name="safetensors", model_format_version="1",
-                                       metadata=_tags(recipe, entry) | {"posttrain.alias": cfg.alias})
+        # The client refuses a version name twice; the same model again keeps its version as it is.
+        if (service.get_registered_model(recipe.name) is None
+                or service.get_model_version(recipe.name, entry["version"]) is None):
+            service.register_model(recipe.name, f"{entry['url']}/model", version=entry["version"],
+                                   model_format_name="safetensors", model_format_version="1",
+                                   metadata=_tags(recipe, entry))
+        model = service.get_registered_model(recipe.name)
+        model.custom_properties = {**(model.custom_properties or {}), f"alias.{cfg.alias}": entry["version"]}
+        service.update(model)
     except Exception as exc:  # the client raises its own and aiohttp errors
         raise ModelRegistryError(f"recipe.promote.model_registry_url: Kubeflow Model Registry at "
                                  f"{cfg.model_registry_url} refused {recipe.name}: {exc}") from None
