@@ -94,7 +94,7 @@ def main(path: str) -> int:
         r'<table class="scores"><tr>(.*?)</tr>', dom)
     models = max(0, len(re.findall(r"<th>", header[1])) - 2) if header else 0
     # A tall window is the page's full height in a headless screenshot; the page is at most a few screens.
-    height = 1300 + 420 * len(page.curve_stages) + 130 * len(page.example_answers)
+    height = 1500 + 420 * len(page.curve_stages) + 200 * len(page.example_answers)
     shot = report.with_suffix(".png")
     subprocess.run(flags + [f"--screenshot={shot}", f"--window-size=1100,{height}", report.as_uri()],
                    capture_output=True, timeout=90)

@@ -19,6 +19,15 @@ def _ticks(low: float, high: float, count: int = 4) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
+def _spread(wanted: dict[str, float], gap: float, low: float, high: float) -> dict[str, float]:
+    """Label positions near `wanted` (y per label) but at least `gap` apart, so equal scores stay readable."""
+    placed: dict[str, float] = {}
+    for name, y in sorted(wanted.items(), key=lambda item: item[1]):
+        placed[name] = max(y, max(placed.values(), default=low - gap) + gap)
+    overflow = max(0.0, max(placed.values(), default=high) - high - 10)
+    return {name: y - overflow for name, y in placed.items()}
+
+
 def progression(title: str, models: list[str], series: dict[str, list[tuple[float, float, float]]]) -> str:
     """Scores across stages: one line per benchmark over `models` (x), each point with its 95% interval drawn
     as a whisker (`series`: benchmark -> [(score, low, high)] in model order). Scores are shares in [0, 1]."""
@@ -42,6 +51,7 @@ def progression(title: str, models: list[str], series: dict[str, list[tuple[floa
     for model in models:
         parts.append(f'<text x="{x[model]:.1f}" y="{height - 12}" font-size="12" text-anchor="middle">'
                      f'{escape(model)}</text>')
+    labels = _spread({name: y(points[-1][0]) for name, points in series.items()}, 15, top, top + plot_h)
     for i, (name, points) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         offset = (i - (len(series) - 1) / 2) * 6  # side by side, so whiskers of one stage do not hide each other
@@ -56,8 +66,8 @@ def progression(title: str, models: list[str], series: dict[str, list[tuple[floa
                          f'y2="{y(high):.1f}" stroke="{color}"/><line x1="{cx - 4:.1f}" x2="{cx + 4:.1f}" '
                          f'y1="{y(low):.1f}" y2="{y(low):.1f}" stroke="{color}"/>'
                          f'<circle cx="{cx:.1f}" cy="{y(score):.1f}" r="3.5" fill="{color}"/></g>')
-        last_x, (last, _, _) = coords[-1]
-        parts.append(f'<text x="{left + plot_w + 8}" y="{y(last) + 4:.1f}" font-size="12" fill="{color}">'
+        last = coords[-1][1][0]
+        parts.append(f'<text x="{left + plot_w + 8}" y="{labels[name] + 4:.1f}" font-size="12" fill="{color}">'
                      f'{escape(name)} {last:.1%}</text>')
     parts.append("</svg>")
     return "".join(parts)

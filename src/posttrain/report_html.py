@@ -33,7 +33,7 @@ td:first-child,th:first-child{text-align:left}.charts{display:flex;flex-wrap:wra
 .curves h3,.examples h3{font-size:1em;margin:.8em 0 .3em}.example{border:1px solid #ddd;border-radius:6px;
 margin:.6em 0;padding:.5em .7em}.prompt{white-space:pre-wrap;font-size:.88em;color:#444;margin-bottom:.4em}
 .answers{display:grid;gap:6px}.answer{border-radius:4px;padding:.3em .5em;font-size:.85em;white-space:pre-wrap;
-overflow-wrap:anywhere}.answer.right{background:#e8f5e9}.answer.wrong{background:#fdecea}
+overflow-wrap:anywhere;max-height:14em;overflow:hidden}.answer.right{background:#e8f5e9}.answer.wrong{background:#fdecea}
 .answer b{display:block;font-size:.9em;margin-bottom:.2em}.numbers{display:flex;flex-wrap:wrap;gap:10px}
 .number{border:1px solid #ddd;border-radius:6px;padding:.4em .8em;min-width:110px}
 .number b{display:block;font-size:1.25em}.number span{color:#666;font-size:.85em}
@@ -109,7 +109,8 @@ def examples(report: dict) -> str:
         for i in range(count):
             answers = "".join(
                 f'<div class="answer {"right" if s["correct"] else "wrong"}"><b>{escape(m)} '
-                f'{"✓ right" if s["correct"] else "✗ wrong"}</b>{escape(s["completion"])}</div>'
+                f'{"✓ right" if s["correct"] else "✗ wrong"}</b>'
+                + (escape(s["completion"].strip()) or "<i>(empty answer)</i>") + "</div>"
                 for m in models for s in [by_model[m]["samples"][i]])
             prompt = by_model[models[0]]["samples"][i]["prompt"]
             items.append(f'<div class="example"><div class="prompt">{escape(prompt)}</div><div class="answers" '
