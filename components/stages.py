@@ -12,11 +12,13 @@ def data(recipe: str, dataset: Output[Dataset], summary: Output[Markdown]):
     data report (rows per split and language, synthesis, duplicates, sources, decontamination)."""
     from pathlib import Path
 
+    from posttrain import tracking
     from posttrain.recipe import loads
     from posttrain.report import render_data_markdown
     from posttrain.stages import data as stage
 
-    Path(summary.path).write_text(render_data_markdown(stage.run(loads(recipe), dataset.path)))
+    with tracking.stage(loads(recipe), "data", dataset.path):
+        Path(summary.path).write_text(render_data_markdown(stage.run(loads(recipe), dataset.path)))
 
 
 @dsl.component(base_image=image("base"), install_kfp_package=False)
@@ -31,28 +33,34 @@ def base(recipe: str, dataset: Input[Dataset], model: Output[Model]):
 @dsl.component(base_image=image("sft"), install_kfp_package=False)
 def sft(recipe: str, dataset: Input[Dataset], base_model: Input[Model], model: Output[Model]):
     """Supervised fine-tuning on the assistant turns."""
+    from posttrain import tracking
     from posttrain.launch import run_stage
     from posttrain.recipe import loads
 
-    run_stage("sft", loads(recipe), base_model.path, dataset.path, model.path)
+    with tracking.stage(loads(recipe), "sft", model.path):
+        run_stage("sft", loads(recipe), base_model.path, dataset.path, model.path)
 
 
 @dsl.component(base_image=image("preference"), install_kfp_package=False)
 def preference(recipe: str, dataset: Input[Dataset], policy: Input[Model], pairs: Output[Dataset]):
     """Sample completions from the policy and judge them into chosen/rejected pairs."""
+    from posttrain import tracking
     from posttrain.recipe import loads
     from posttrain.stages import preference as stage
 
-    stage.run(loads(recipe), policy.path, dataset.path, pairs.path)
+    with tracking.stage(loads(recipe), "preference", pairs.path):
+        stage.run(loads(recipe), policy.path, dataset.path, pairs.path)
 
 
 @dsl.component(base_image=image("dpo"), install_kfp_package=False)
 def dpo(recipe: str, pairs: Input[Dataset], policy: Input[Model], model: Output[Model]):
     """Length-normalised DPO on the preference pairs."""
+    from posttrain import tracking
     from posttrain.launch import run_stage
     from posttrain.recipe import loads
 
-    run_stage("dpo", loads(recipe), policy.path, pairs.path, model.path)
+    with tracking.stage(loads(recipe), "dpo", model.path):
+        run_stage("dpo", loads(recipe), policy.path, pairs.path, model.path)
 
 
 @dsl.component(base_image=image("rlvr"), install_kfp_package=False)
@@ -61,10 +69,12 @@ def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Outp
     reward, accuracy, KL and completion length per step."""
     import shutil
 
+    from posttrain import tracking
     from posttrain.launch import run_stage
     from posttrain.recipe import loads
 
-    run_stage("rlvr", loads(recipe), policy.path, dataset.path, model.path)
+    with tracking.stage(loads(recipe), "rlvr", model.path):
+        run_stage("rlvr", loads(recipe), policy.path, dataset.path, model.path)
     shutil.copyfile(f"{model.path}/progress.html", progress.path)
 
 
@@ -74,11 +84,13 @@ def eval(recipe: str, dataset: Input[Dataset], base_model: Input[Model], sft_mod
     """Score every stage's model on the same held-out items; the last one is the candidate."""
     import json
 
+    from posttrain import tracking
     from posttrain.recipe import loads
     from posttrain.stages import eval as stage
 
     models = {"base": base_model.path, "sft": sft_model.path, "dpo": dpo_model.path, "rlvr": rlvr_model.path}
-    result = stage.run(loads(recipe), dataset.path, models, scores.path)
+    with tracking.stage(loads(recipe), "eval", scores.path):
+        result = stage.run(loads(recipe), dataset.path, models, scores.path)
     for benchmark, by_model in result["benchmarks"].items():
         for label, score in by_model.items():
             metrics.log_metric(f"{benchmark}/{label}", round(score["score"], 4))
@@ -91,10 +103,12 @@ def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary
     """Apply the recipe's thresholds; the report (scores, decision, reasons) is kept whatever the verdict."""
     import shutil
 
+    from posttrain import tracking
     from posttrain.recipe import loads
     from posttrain.stages import promote as stage
 
-    result = stage.decide(loads(recipe), scores.path, report.path)
+    with tracking.stage(loads(recipe), "gate", report.path):
+        result = stage.decide(loads(recipe), scores.path, report.path)
     shutil.copyfile(f"{report.path}/report.md", summary.path)
     shutil.copyfile(f"{report.path}/report.html", page.path)
     return result["gate"]["passed"]
@@ -103,7 +117,9 @@ def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary
 @dsl.component(base_image=image("promote"), install_kfp_package=False)
 def promote(recipe: str, model: Input[Model], report: Input[Artifact]) -> str:
     """Write the create-only registry entry for a model the gate passed; returns its URL."""
+    from posttrain import tracking
     from posttrain.recipe import loads
     from posttrain.stages import promote as stage
 
-    return stage.register(loads(recipe), model.path, report.path)
+    with tracking.stage(loads(recipe), "promote"):
+        return stage.register(loads(recipe), model.path, report.path)

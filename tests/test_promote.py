@@ -22,7 +22,8 @@ def _scores(base: float, candidate: float, promoted: float | None = None) -> dic
             "models": list(models), "benchmarks": {"arithmetic": models}}
 
 
-RECIPE = Recipe(name="t").override(promote={"min_accuracy": {"arithmetic": 0.5}, "min_gain_over_base": 0.1})
+RECIPE = Recipe(name="t").override(promote={"min_accuracy": {"arithmetic": 0.5}, "min_gain_over_base": 0.1,
+                                            "model_registry": "none"})  # the store alone; test_tracking: MLflow
 
 
 def test_gate_passes_when_every_check_holds():

@@ -17,13 +17,23 @@ def _pipelines(name: str):
 def _run_local(recipe: Recipe, out: Path) -> int:
     out = out.resolve()
     recipe = recipe.override(promote={"registry": (out / "registry").as_uri()})
-    report = _pipelines("local").run(recipe, out)
+    local = _pipelines("local")
+    from posttrain.tracking import TrackingError
+
+    print(f"posttrain: running recipe {recipe.name} locally; each stage's log in {out / 'logs'}", flush=True)
+    try:
+        report = local.run(recipe, out)
+    except (local.StageFailed, TrackingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print()
     print(format_stages(report))
     print()
     gate = report["gate"]
     print(f"gate: {'PASS' if gate['passed'] else 'REFUSED'}" + "".join(f"\n  - {r}" for r in gate["reasons"]))
-    print(f"report: {out / 'report.json'}  {out / 'report.md'}")
+    print(f"report: {out / 'report.html'}  (also report.md, report.json)")
+    if recipe.tracking.backend == "mlflow" and not recipe.tracking.uri:
+        print(f"curves: mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}")
     return 0
 
 
@@ -76,19 +86,9 @@ def _submit(recipe: Recipe, args) -> int:
     return 0
 
 
-def _key_numbers(summary: dict) -> str:
-    shown = []
-    for key, value in summary.items():
-        if isinstance(value, float):
-            shown.append(f"{key}={value:.3f}")
-        elif isinstance(value, (int, str)):  # bools are ints: passed=True shows too
-            shown.append(f"{key}={value}")
-        elif key == "rows":
-            shown.append("rows=" + "/".join(f"{k}:{v}" for k, v in value.items()))
-    return ", ".join(shown)[:90]
-
-
 def format_stages(report: dict) -> str:
+    from posttrain.report_html import key_numbers as _key_numbers
+
     lines = [f"{'stage':<11}{'seconds':>8}  key numbers"]
     for stage in report.get("stages", []):
         seconds = "" if stage["seconds"] is None else f"{stage['seconds']:.0f}"

@@ -98,11 +98,12 @@ class Settings:
     seed: int = 0
 
 
-def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=print) -> list[dict]:
+def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=print, on_step=None) -> list[dict]:
     """Run PPO on `policy` in place, on its device; returns the per-step log (reward, accuracy, kl, length, losses).
 
     The reference and the value model are copies of the policy on the same device; every tensor built here
-    is created on `policy.device`.
+    is created on `policy.device`. `on_step(entry)` sees each step's log entry as it is made (progress display,
+    experiment tracker).
     """
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -170,7 +171,10 @@ def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=pri
         entry = {"step": step, "reward": score.mean().item(), "accuracy": verdict.mean().item(),
                  "kl": (kl.sum(1)).mean().item(), "completions/mean_length": mask.sum(1).mean().item(),
                  "policy_loss": pg.item(), "value_loss": vf.item(), "clipfrac": clipfrac.item()}
+        entry["learning_rate"] = schedule.get_last_lr()[0]
         history.append(entry)
+        if on_step is not None:
+            on_step(entry)
         if step % 10 == 0 or step == 1:
             log(f"ppo step {step}: reward {entry['reward']:.3f}, accuracy {entry['accuracy']:.3f}, kl {entry['kl']:.4f}")
     return history

@@ -322,12 +322,20 @@ class PromoteSection(Section):
     # more than noise: the paired bootstrap 95% interval of the difference lies entirely below zero.
     non_regression: bool = True
     registry: str = "file://./registry"  # fsspec URL of the model registry
+    # After a passing gate the version is also registered in a registry service and `alias` moved to it
+    # (the create-only registry above stays the source of truth; the service's entry points to it):
+    # mlflow: the Model Registry of recipe.tracking's MLflow; kubeflow: Kubeflow Model Registry at model_registry_url.
+    model_registry: Literal["mlflow", "kubeflow", "none"] = "mlflow"
+    alias: str = Field("champion", min_length=1)  # the alias (MLflow) / version label (Kubeflow) deployments follow
+    model_registry_url: str | None = None  # kubeflow: e.g. http://model-registry-service.kubeflow.svc:8080
 
     @model_validator(mode="after")
     def _fractions(self) -> "PromoteSection":
         for name, value in self.min_accuracy.items():
             if not 0 <= value <= 1:
                 raise ValueError(f"min_accuracy.{name} must be within [0, 1], got {value}")
+        if self.model_registry == "kubeflow" and not self.model_registry_url:
+            raise ValueError("model_registry kubeflow needs model_registry_url")
         return self
 
 
@@ -388,6 +396,16 @@ class SandboxSection(Section):
     retries: int = Field(3, ge=0)  # service: retries on connection errors and 5xx, backoff doubling from 0.5 s
 
 
+class TrackingSection(Section):
+    """Where stage runs, per-step metrics, scores and reports are tracked (see posttrain.tracking)."""
+
+    backend: Literal["mlflow", "none"] = "mlflow"
+    # MLflow tracking URI, e.g. http://mlflow.mlflow.svc:5000. None: MLFLOW_TRACKING_URI from the environment;
+    # local runs set it to an SQLite store inside the run directory (DIR/mlflow.db).
+    uri: str | None = None
+    experiment: str | None = None  # MLflow experiment; None: the recipe's name
+
+
 class Recipe(Section):
     name: str = Field(min_length=1)
     # The run's seed: every random choice (data, initial weights, shuffles, sampling) derives from it and the
@@ -403,6 +421,7 @@ class Recipe(Section):
     promote: PromoteSection = PromoteSection()
     cluster: Cluster = Cluster()
     sandbox: SandboxSection = SandboxSection()
+    tracking: TrackingSection = TrackingSection()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from html import escape
 
+from posttrain.report_html import gap_rows, render_html  # noqa: F401  (the page lives there; callers import it from here)
+
 
 def render_markdown(report: dict) -> str:
     models = report["models"]
@@ -28,12 +30,6 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _gap_rows(report: dict) -> list[tuple[str, str, str, float, float, float]]:
-    """(benchmark, model, baseline, gap, low, high) for each gap the eval stage measured."""
-    return [(name, g["model"], g["baseline"], g["gap"], *g["ci95"]) for name, found in report.get("gaps", {}).items()
-            for g in found]
-
-
 def _gap_lines(report: dict) -> list[str]:
     if not report.get("baselines"):
         return []
@@ -41,30 +37,8 @@ def _gap_lines(report: dict) -> list[str]:
              "Baselines: " + ", ".join(f"**{label}** (`{model}`)" for label, model in report["baselines"].items()), "",
              "| benchmark | model | baseline | gap | 95% interval |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {model} | {baseline} | {gap:+.1%} | [{low:+.1%}, {high:+.1%}] |"
-              for name, model, baseline, gap, low, high in _gap_rows(report)]
+              for name, model, baseline, gap, low, high in gap_rows(report)]
     return lines
-
-
-def _bars(title: str, values: dict[str, tuple[float, float, float]]) -> str:
-    """An inline SVG bar chart of scores in [0, 1] with 95% interval whiskers: label -> (score, low, high)."""
-    width, bar, gap, top, height = 560, 48, 28, 30, 180
-    parts = [f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height + top + 40}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
-             f'<text x="0" y="16" font-size="14">{escape(title)}</text>',
-             f'<line x1="40" y1="{top + height}" x2="{width}" y2="{top + height}" stroke="#444"/>']
-    for i, (label, (score, low, high)) in enumerate(values.items()):
-        x = 50 + i * (bar + gap)
-        y = top + height * (1 - score)
-        parts.append(f'<rect class="bar" x="{x}" y="{y:.1f}" width="{bar}" height="{height * score:.1f}" '
-                     f'fill="#4477aa"><title>{escape(label)}: {score:.1%}</title></rect>')
-        cx = x + bar / 2
-        parts.append(f'<line x1="{cx}" y1="{top + height * (1 - high):.1f}" x2="{cx}" '
-                     f'y2="{top + height * (1 - low):.1f}" stroke="#222" stroke-width="2"/>')
-        parts.append(f'<text x="{cx}" y="{top + height + 16}" font-size="12" text-anchor="middle">'
-                     f'{escape(label)}</text>')
-        parts.append(f'<text x="{cx}" y="{y - 4:.1f}" font-size="11" text-anchor="middle">{score:.0%}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _line(title: str, points: list[tuple[float, float]]) -> str:
@@ -99,53 +73,6 @@ def render_progress(summary: dict) -> str:
             f"{summary['reward_first']} &rarr; {summary['reward_last']}</p>")
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>rlvr progress</title></head>"
             f"<body style=\"font-family:sans-serif\">{head}{''.join(charts) or '<p>no steps logged</p>'}</body></html>\n")
-
-
-def render_html(report: dict) -> str:
-    """A self-contained HTML page (tables and SVG plots) for the KFP UI's HTML viewer or a browser."""
-    models = report["models"]
-    body = [f"<h1>posttrain report: {escape(report['recipe'])}</h1>",
-            f"<p>Candidate: <b>{escape(report['candidate'])}</b>; recipe sha256 "
-            f"<code>{report['recipe_sha256'][:12]}</code></p>"]
-    if report.get("sandbox"):
-        body.append(f'<p id="sandbox">Model-written code (HumanEval, code rows) ran in: <b>{escape(report["sandbox"])}</b></p>')
-    gate = report["gate"]
-    body.append(f'<h2 id="gate">Gate: {"PASS" if gate["passed"] else "REFUSED"}</h2><ul>')
-    body += [f"<li>{'pass' if c['passed'] else '<b>FAIL</b>'}: {escape(c['detail'])}</li>" for c in gate["checks"]]
-    body.append("</ul>")
-    for name, by_model in report["benchmarks"].items():
-        body.append(f"<h2>{escape(name)}</h2>")
-        body.append(_bars(f"{name}: held-out accuracy by model",
-                          {m: (by_model[m]["score"], *by_model[m]["ci95"]) for m in models}))
-        languages = sorted({lang for m in models for lang in by_model[m].get("languages", {})})
-        head = "".join(f"<th>{escape(m)}</th>" for m in models)
-        rows = [f"<tr><td>all</td><td>{by_model[models[0]]['n']}</td>" + "".join(
-            f"<td>{by_model[m]['score']:.1%} [{by_model[m]['ci95'][0]:.1%}, {by_model[m]['ci95'][1]:.1%}]</td>"
-            for m in models) + "</tr>"]
-        for lang in languages:
-            n = by_model[models[0]]["languages"].get(lang, {}).get("n", 0)
-            rows.append(f"<tr><td>{escape(lang)}</td><td>{n}</td>" + "".join(
-                f"<td>{by_model[m]['languages'].get(lang, {}).get('score', 0):.1%}</td>" for m in models) + "</tr>")
-        body.append(f'<table class="scores"><tr><th>slice</th><th>n</th>{head}</tr>{"".join(rows)}</table>')
-    if report.get("baselines"):
-        body.append('<h2 id="gaps">Gaps to baselines</h2><p>Scored by the same harness on the same items; paired '
-                    "bootstrap 95% interval. Baselines: " + ", ".join(
-                        f"<b>{escape(label)}</b> (<code>{escape(model)}</code>)"
-                        for label, model in report["baselines"].items()) + "</p>")
-        body.append('<table class="gaps"><tr><th>benchmark</th><th>model</th><th>baseline</th><th>gap</th>'
-                    "<th>95% interval</th></tr>" + "".join(
-                        f"<tr><td>{escape(name)}</td><td>{escape(model)}</td><td>{escape(baseline)}</td>"
-                        f"<td>{gap:+.1%}</td><td>[{low:+.1%}, {high:+.1%}]</td></tr>"
-                        for name, model, baseline, gap, low, high in _gap_rows(report)) + "</table>")
-    stages = report.get("stages", [])
-    if stages:
-        body.append("<h2>Stages</h2><table class=\"stages\"><tr><th>stage</th><th>seconds</th></tr>")
-        body += [f"<tr><td>{escape(s['stage'])}</td><td>{s['seconds'] or ''}</td></tr>" for s in stages]
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}")
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>posttrain report</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def render_data_markdown(report: dict) -> str:

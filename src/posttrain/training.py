@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from posttrain import progress
 from posttrain.store import file_digests
 
 MARKER = "COMPLETED"
@@ -172,7 +173,9 @@ def train_resumably(stage: str, trainer_class, args, **kwargs):
     resume = latest_complete(args.output_dir)
     checkpointing = Checkpointing()
     checkpointing.install_signal_handler()
-    trainer = guarded(trainer_class)(args=args, callbacks=[checkpointing], **kwargs)
+    from posttrain import tracking
+
+    trainer = guarded(trainer_class)(args=args, callbacks=[checkpointing, StepLog(stage, tracking.active())], **kwargs)
     if resume:
         print(f"{stage}: resuming from {resume}")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -180,3 +183,33 @@ def train_resumably(stage: str, trainer_class, args, **kwargs):
         raise Preempted(f"{stage}: stopped by SIGTERM at step {trainer.state.global_step}; "
                         f"checkpoint saved in {args.output_dir}, rerun to resume")
     return trainer, result, resume
+
+
+def step_log(trainer, keys: tuple[str, ...]) -> list[dict]:
+    """The trainer's per-step logs, reduced to `keys` (the report's training curves)."""
+    return [{k: round(h[k], 6) if isinstance(h[k], float) else h[k] for k in ("step", *keys) if k in h}
+            for h in trainer.state.log_history if any(k in h for k in keys) and "train_runtime" not in h]
+
+
+class StepLog(TrainerCallback):
+    """Forwards each trainer log (loss, learning rate, reward, KL, length...) to the progress file and the
+    experiment tracker, and reports the step after every optimizer step. Rank 0 only."""
+
+    def __init__(self, stage: str, tracker=None):
+        self.stage, self.tracker, self.latest = stage, tracker, {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            progress.report(self.stage, state.global_step, state.max_steps, self.latest)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return control
+        values = progress.numbers(logs)
+        values.pop("epoch", None)
+        self.latest = {**self.latest, **values}
+        progress.report(self.stage, state.global_step, state.max_steps, self.latest)
+        if self.tracker is not None:
+            self.tracker.log_metrics(values, step=state.global_step)
+        return control

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from posttrain import sandbox
+from posttrain import progress
 from posttrain.evals import BENCHMARKS
 from posttrain.evals.protocol import cut, pass_at
 from posttrain.evals.records import gaps, record
@@ -64,21 +65,26 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
     return results
 
 
-def score_models(recipe: Recipe, models: dict[str, Path], suites: dict[str, list[dict]]) -> dict[str, dict]:
-    """Every model scored, one at a time. With vLLM each model is scored in a fresh process: a process keeps
-    one vLLM engine at most, and its GPU memory is returned when the process ends (a second engine in the same
-    process runs out of memory, a known vLLM behaviour). Without vLLM: in this process, each freed before the next."""
-    from posttrain.generation import vllm_wanted
-
-    if not vllm_wanted():
-        return {label: score_model(recipe, Path(path), suites) for label, path in models.items()}
+def score_models(recipe: Recipe, models: dict[str, Path], suites: dict[str, list[dict]],
+                 on_done=None) -> dict[str, dict]:
+    """Every model scored, one at a time; `on_done(models scored, result)` after each. With vLLM each model is
+    scored in a fresh process: a process keeps one vLLM engine at most, and its GPU memory is returned when the
+    process ends (a second engine in the same process runs out of memory, a known vLLM behaviour). Without
+    vLLM: in this process, each freed before the next."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from posttrain.generation import vllm_wanted
+
     results = {}
     for label, path in models.items():
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results[label] = pool.submit(score_model, recipe, Path(path), suites).result()
+        if vllm_wanted():
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results[label] = pool.submit(score_model, recipe, Path(path), suites).result()
+        else:
+            results[label] = score_model(recipe, Path(path), suites)
+        if on_done:
+            on_done(len(results), results[label])
     return results
 
 
@@ -96,7 +102,9 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
             models = {"promoted": promoted, **models}
         if clash := sorted(set(recipe.eval.baselines) & set(models)):
             raise ValueError(f"recipe.eval.baselines: labels {clash} are already this run's models")
-        by_model = score_models(recipe, {**models, **recipe.eval.baselines}, suites)
+        everyone = {**models, **recipe.eval.baselines}
+        by_model = score_models(recipe, everyone, suites, on_done=lambda done, result: progress.report(
+            "eval", done, len(everyone), {"score": next(iter(result.values()))["score"]}))
     labels = [*models, *recipe.eval.baselines]
     results = {name: {label: by_model[label][name] for label in labels} for name in suites}
     for name, by_label in results.items():

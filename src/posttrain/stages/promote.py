@@ -104,4 +104,10 @@ def register(recipe: Recipe, model_dir: str | Path, report_dir: str | Path, regi
     }
     url = registry_store.create(registry or recipe.promote.registry, recipe.name, entry["version"], files, entry)
     print(f"promote: {recipe.name} {entry['version']} registered at {url}")
+    # Then the registry service deployments follow (MLflow / Kubeflow): a version pointing at the entry, and
+    # the alias moved. A failure here fails the stage; a rerun finds the entry and the version and goes on.
+    from posttrain import model_registry, tracking
+
+    run = tracking.active()
+    model_registry.register(recipe, {**entry, "url": url}, run.run_id if run else None)
     return url

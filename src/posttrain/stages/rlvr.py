@@ -118,11 +118,13 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> li
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
         clip=cfg.clip, lam=cfg.gae_lambda, seed=recipe.seed_for("rlvr"))
+    from posttrain import progress, tracking
     from posttrain.devices import accelerator
 
     # PPO runs in one process on this pod's GPU in fp32 weights (the optimiser's master copy); generation and
     # losses follow the model's device (ppo.py).
-    history = algorithm.train(model.to(accelerator()), tokenizer, rows, verify, settings)
+    history = algorithm.train(model.to(accelerator()), tokenizer, rows, verify, settings,
+                              on_step=progress.step_hook("rlvr", cfg.max_steps, tracking.active()))
     model.save_pretrained(out_dir)
     return history
 
@@ -149,7 +151,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
-        "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length") if k in h}
+        "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length", "learning_rate",
+                                   "loss") if k in h}
                 for h in history],
         "sandbox": sandbox.isolation_used(recipe.sandbox),  # how model-written code was boxed; None: no code ran
     }

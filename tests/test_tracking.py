@@ -1,0 +1,106 @@
+"""Experiment tracking and the registry service, against a real MLflow server on loopback."""
+import pytest
+from mlflow import MlflowClient
+
+from posttrain import tracking
+from posttrain.stages import promote
+from test_promote import RECIPE, _stage_dirs
+
+
+def _runs(url: str, experiment: str) -> dict:
+    client = MlflowClient(url)
+    found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=100)
+    return {run.info.run_name: run for run in found}
+
+
+def test_preflight_stops_on_a_server_that_does_not_answer():
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    recipe = RECIPE.override(tracking={"uri": f"http://127.0.0.1:{port}"})
+    with pytest.raises(tracking.TrackingError, match=rf"recipe.tracking.uri: MLflow at http://127.0.0.1:{port} is not"):
+        tracking.preflight(recipe)
+    with pytest.raises(tracking.TrackingError, match="recipe.tracking.uri: MLflow at nosuch://x is not usable"):
+        tracking.preflight(RECIPE.override(tracking={"uri": "nosuch://x"}))
+
+
+def test_promoting_twice_moves_the_alias_once_and_never_rewrites_a_version(mlflow_server, tmp_path):
+    recipe = RECIPE.override(tracking={"uri": mlflow_server}, promote={"model_registry": "mlflow"})
+    registry = (tmp_path / "registry").as_uri()
+    client = MlflowClient(mlflow_server)
+
+    model_dir, report_dir = _stage_dirs(tmp_path, 0.7)  # passes the gate
+    with tracking.stage(recipe, "promote"):
+        url = promote.register(recipe, model_dir, report_dir, registry)
+    [first] = client.search_model_versions("name = 't'")
+    assert client.get_model_version_by_alias("t", "champion").version == first.version == "1"
+    assert first.tags["posttrain.entry_url"] == url and first.tags["posttrain.score.arithmetic"] == "0.7000"
+
+    model_dir, report_dir = _stage_dirs(tmp_path, 0.3, weights=b"w2")  # a different model, refused by the gate
+    with pytest.raises(RuntimeError, match="refused by the gate"), tracking.stage(recipe, "promote"):
+        promote.register(recipe, model_dir, report_dir, registry)
+    assert [v.version for v in client.search_model_versions("name = 't'")] == ["1"]
+    assert client.get_model_version_by_alias("t", "champion").version == "1"
+
+    model_dir, report_dir = _stage_dirs(tmp_path / "again", 0.7)  # the first model once more: no new version
+    with tracking.stage(recipe, "promote"):
+        promote.register(recipe, model_dir, report_dir, registry)
+    [again] = client.search_model_versions("name = 't'")
+    assert again.version == "1" and again.source == first.source and again.tags == first.tags
+    runs = _runs(mlflow_server, "t")
+    assert runs["promote"].data.params["min_accuracy.arithmetic"] == "0.5"  # its recipe section
+
+
+@pytest.mark.e2e
+def test_a_pipeline_run_tracks_every_stage_under_one_parent(micro_recipe, mlflow_server, tmp_path, capsys,
+                                                            monkeypatch):
+    from posttrain import cli
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    recipe = micro_recipe.override(tracking={"uri": mlflow_server},
+                                   promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0})
+    (tmp_path / "recipe.yaml").write_text(recipe.to_yaml())
+    assert cli.main(["run", str(tmp_path / "recipe.yaml"), "--local", "--out", str(tmp_path / "run")]) == 0
+
+    out = capsys.readouterr().out.splitlines()  # what a terminal-less run prints (CI, a pipe)
+    assert len(out) <= 60, "\n".join(out)
+    table = out.index(next(line for line in out if line.startswith("stage ")))
+    assert [line.split()[0] for line in out[table + 1:table + 9]] == ["data", "base", "sft", "preference", "dpo",
+                                                                       "rlvr", "eval", "gate"]
+    assert out[table + 10] == "gate: PASS" and out[-1].startswith("report: ")
+    for stage in ("data", "sft", "dpo", "rlvr", "eval", "gate", "promote"):
+        assert (tmp_path / "run" / "logs" / f"{stage}.log").stat().st_size > 0
+
+    client = MlflowClient(mlflow_server)
+    runs = _runs(mlflow_server, "tiny")
+    [parent] = [r for name, r in runs.items() if name.startswith("tiny local-")]
+    stages = {"data", "sft", "preference", "dpo", "rlvr", "eval", "gate", "promote"}
+    assert stages <= set(runs)
+    for stage in stages:
+        run = runs[stage]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
+    assert runs["sft"].data.params["learning_rate"] == "0.003"  # the stage's recipe section
+    for stage, metrics in {"sft": ("loss", "learning_rate"), "dpo": ("loss", "learning_rate"),
+                           "rlvr": ("reward", "kl", "completions/mean_length", "learning_rate")}.items():
+        for metric in metrics:
+            history = client.get_metric_history(runs[stage].info.run_id, metric)
+            assert len(history) >= 2 and len({m.step for m in history}) == len(history), (stage, metric)
+    scores = runs["eval"].data.metrics
+    assert scores["arithmetic/rlvr/ci95_low"] <= scores["arithmetic/rlvr"] <= scores["arithmetic/rlvr/ci95_high"]
+    artifacts = {a.path for a in client.list_artifacts(runs["gate"].info.run_id)}
+    assert {"report.html", "report.json"} <= artifacts
+    assert client.get_model_version_by_alias("tiny", "champion").version == "1"
+
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    if shutil.which("chromium"):  # the run's own report page, in a browser; the screenshot stays with the run
+        check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
+                                str(tmp_path / "run" / "report.html")], capture_output=True, text=True, timeout=300)
+        assert check.returncode == 0, check.stderr
+        assert "curve panels ['sft', 'dpo', 'rlvr']" in check.stdout and (tmp_path / "run" / "report.png").is_file()
