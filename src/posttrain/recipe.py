@@ -212,7 +212,7 @@ class RLVRSection(Section):
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
     seed: int = 0
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
-    checkpoints: Checkpoints = Checkpoints()  # GRPO; PPO does not checkpoint
+    checkpoints: Checkpoints = Checkpoints()  # GRPO (the trainer's) and PPO (posttrain.ppo's own)
 
     @model_validator(mode="after")
     def _batches_and_schedule(self) -> "RLVRSection":
@@ -290,6 +290,9 @@ class Resources(Section):
     secrets: tuple[SecretEnv, ...] = ()
     retries: int = Field(0, ge=0)
     timeout_s: int = Field(0, ge=0)  # 0: no timeout; an unschedulable pod otherwise waits forever
+    # Nodes the stage trains on. Above 1 the stage's pod submits a Kubeflow Trainer TrainJob (torch-distributed
+    # runtime) of `nodes` pods with `gpus` processes each, and waits for it (posttrain.trainjob).
+    nodes: int = Field(1, ge=1)
 
 
 class Cluster(Section):
@@ -302,6 +305,29 @@ class Cluster(Section):
     eval: Resources = Resources()
     gate: Resources = Resources()
     promote: Resources = Resources()
+    # PersistentVolumeClaim mounted at `checkpoint_mount` on the training stages (sft, dpo, rlvr): their
+    # checkpoints live there, keyed by recipe and inputs, so a retried, rerun or rescheduled pod resumes.
+    # null: checkpoints stay inside the stage's output, which a pod loses when it dies.
+    checkpoint_volume: str | None = "posttrain-checkpoints"
+    checkpoint_mount: str = "/mnt/checkpoints"  # absolute path in the training pods
+    # Checkpoint keys of a stage that nothing has written to for this long are deleted when the stage seals.
+    checkpoint_retention_days: float = Field(7.0, gt=0)
+
+    @model_validator(mode="after")
+    def _multi_node(self) -> "Cluster":
+        for stage in ("data", "base", "preference", "eval", "gate", "promote"):
+            if getattr(self, stage).nodes > 1:
+                raise ValueError(f"{stage}.nodes: only sft, dpo and rlvr train on several nodes")
+        for stage in ("sft", "dpo", "rlvr"):
+            res = getattr(self, stage)
+            if res.nodes > 1 and not res.gpus:
+                raise ValueError(f"{stage}.nodes: {res.nodes} nodes need gpus (processes per node) >= 1")
+            if res.nodes > 1 and not self.checkpoint_volume:
+                raise ValueError(f"{stage}.nodes: several nodes share inputs, outputs and checkpoints through "
+                                 "checkpoint_volume, which is not set")
+        if not self.checkpoint_mount.startswith("/"):
+            raise ValueError(f"checkpoint_mount: must be an absolute path, got {self.checkpoint_mount!r}")
+        return self
 
 
 class Recipe(Section):

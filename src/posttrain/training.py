@@ -81,11 +81,16 @@ class Checkpointing(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir() and state.is_world_process_zero:  # one marker, written by rank 0
-            marker = {"step": state.global_step, "files": file_digests(checkpoint, skip={MARKER})}
-            tmp = checkpoint / f".{MARKER}.tmp"
-            tmp.write_text(json.dumps(marker))
-            tmp.replace(checkpoint / MARKER)
+            mark_complete(checkpoint, state.global_step)
         return control
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Write the `COMPLETED` marker (sha256 of every file) of a checkpoint whose files are all written."""
+    marker = {"step": step, "files": file_digests(checkpoint, skip={MARKER})}
+    tmp = checkpoint / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(marker))
+    tmp.replace(checkpoint / MARKER)
 
 
 class FiniteLossGuard:

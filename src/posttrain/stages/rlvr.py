@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain import checkpoints
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
@@ -91,24 +92,28 @@ def trainer_config(recipe: Recipe, out_dir: Path):
     )
 
 
-def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
+def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
+         resumed: dict | None = None) -> list[dict]:
     from datasets import Dataset
     from trl import GRPOTrainer
 
     dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
                                  for r in rows])
     args = trainer_config(recipe, out_dir)
+    args.output_dir = str(checkpoint_dir or out_dir / "trainer")
     trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, model=model, train_dataset=dataset,
                                          reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
                                          processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
         return None
-    discard_checkpoints(args.output_dir)
+    if resumed is not None:
+        resumed["checkpoint"] = resume
     return [h | {"accuracy": h.get("rewards/accuracy/mean")} for h in trainer.state.log_history if "reward" in h]
 
 
-def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
+def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
+        resumed: dict | None = None) -> list[dict]:
     from posttrain import ppo as algorithm
 
     cfg = recipe.rlvr
@@ -118,7 +123,10 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> li
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
         clip=cfg.clip, lam=cfg.gae_lambda, seed=cfg.seed)
-    history = algorithm.train(model, tokenizer, rows, verify, settings)
+    saver = algorithm.Checkpoints(checkpoint_dir or out_dir / "trainer", cfg.checkpoints.every, cfg.checkpoints.keep)
+    history = algorithm.train(model, tokenizer, rows, verify, settings, checkpoints=saver)
+    if resumed is not None:
+        resumed["checkpoint"] = saver.resumed_from
     model.save_pretrained(out_dir)
     return history
 
@@ -135,7 +143,10 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
-    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir)
+    checkpoint_dir = checkpoints.directory(recipe, "rlvr", {"policy": policy_dir, "data": data_dir}, out_dir)
+    resumed: dict = {}
+    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir,
+                                                                  checkpoint_dir, resumed)
     if history is None:  # not rank 0 of a distributed run
         return {}
     tokenizer.save_pretrained(out_dir)
@@ -144,6 +155,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
+        "resumed_from": resumed["checkpoint"].name if resumed.get("checkpoint") else None,
+        "resumed_from_path": str(resumed["checkpoint"]) if resumed.get("checkpoint") else None,
         "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length") if k in h}
                 for h in history],
     }
@@ -151,6 +164,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     seconds = time.perf_counter() - start
     seal(out_dir, "rlvr", recipe.digest(), inputs={"policy": policy_dir, "data": data_dir}, summary=summary,
          seconds=seconds)
+    discard_checkpoints(checkpoint_dir)  # after sealing: a kill in between still resumes, not restarts
+    checkpoints.clean_stale(recipe, "rlvr")
     print(f"rlvr: {recipe.rlvr.algorithm} {summary['steps']} steps, reward {summary['reward_first']} -> "
           f"{summary['reward_last']}; saved to {out_dir} in {seconds:.0f}s")
     return summary
