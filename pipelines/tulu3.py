@@ -6,6 +6,7 @@ from kfp import compiler, dsl
 
 from posttrain import components as c
 from posttrain.pipelines.resources import apply
+from posttrain.pipelines import training
 from posttrain.recipe import Recipe
 
 NAME = "tulu3"
@@ -43,6 +44,8 @@ def build(recipe: Recipe):
                  "eval": scores, "gate": gate, "promote": promote}
         for stage, task in tasks.items():
             apply(task.set_display_name(stage), getattr(spec.cluster, stage))
+        for stage in training.STAGES:
+            training.apply(tasks[stage], stage, spec)
         return gate.outputs["report"]
 
     return tulu3
