@@ -96,3 +96,22 @@ def test_dockerfiles_pass_hadolint(dockerfile):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("entry", KUSTOMIZE)
+def test_pipeline_account_may_launch_trainjobs_and_training_stages_have_their_checkpoint_volume(entry):
+    """Issue 18: the account runs are submitted under is the one the launcher Role is bound to, and the
+    volume the recipe mounts on the training stages exists."""
+    from posttrain.pipelines.submit import SERVICE_ACCOUNT
+    from posttrain.recipe import Recipe
+
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in _kustomize(entry)}
+    binding = objects[("RoleBinding", "posttrain-launcher")]
+    assert [s["name"] for s in binding["subjects"]] == [SERVICE_ACCOUNT]
+    assert objects[("ServiceAccount", SERVICE_ACCOUNT)]["automountServiceAccountToken"] is True
+    role = objects[("Role", "posttrain-launcher")]
+    assert role["metadata"]["annotations"]["posttrain.io/training-runtime"] == "ClusterTrainingRuntime/torch-distributed"
+    volume = Recipe(name="x").cluster.checkpoint_volume
+    assert ("PersistentVolumeClaim", volume) in objects
+    if entry == "overlays/gpu":
+        assert objects[("PersistentVolumeClaim", volume)]["spec"]["storageClassName"] == "filestore-rwx"

@@ -39,10 +39,16 @@ class FakeKubernetes:
 
     def __init__(self, outcome="run", exists=False):
         self.outcome, self.created, self.deleted, self.process = outcome, [], [], None
+        self.calls = set()  # (method, path with names replaced), every request the launcher made
         self.jobs = {"posttrain-existing"} if exists else set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def parse_request(self):
+                ok = super().parse_request()
+                fake.calls.add((self.command, urlparse(self.path).path))
+                return ok
+
             def do_POST(self):
                 obj = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if obj["metadata"]["name"] in fake.jobs:
@@ -180,7 +186,28 @@ def test_timeout_deletes_the_trainjob_and_says_so(prepared, tmp_path, monkeypatc
     with pytest.raises(trainjob.TrainJobFailed, match=r"did not finish within 1s \(recipe\.cluster\.sft\.timeout_s\); "
                                                       r"it was deleted"):
         _run(recipe, root, fake, tmp_path / "model", monkeypatch, timeout_s=1)
-    assert fake.deleted == [fake.created[0]["metadata"]["name"]]
+    job = fake.created[0]["metadata"]["name"]
+    assert fake.deleted == [job]
+
+    # The pipeline's service account may do exactly what the launcher just did, nothing more.
+    verbs = {"POST": "create", "GET": "get", "DELETE": "delete"}
+    used = set()
+    for method, path in fake.calls:
+        if path.startswith(PREFIX):
+            used.add(("trainer.kubeflow.org", "trainjobs", verbs[method]))
+        elif path.endswith("/log"):
+            used.add(("", "pods/log", "get"))
+        elif path.endswith("/pods"):
+            used.add(("", "pods", "list"))
+        else:
+            raise AssertionError(f"unexpected request {method} {path}")
+    from conftest import ROOT
+    import yaml
+
+    role = next(yaml.safe_load_all((ROOT / "manifests" / "base" / "rbac.yaml").read_text()))
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert granted == used
 
 
 def test_a_retried_task_adopts_the_existing_trainjob(prepared, tmp_path, monkeypatch):
