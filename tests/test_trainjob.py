@@ -37,10 +37,11 @@ def _free_port() -> int:
 class FakeKubernetes:
     """`outcome`: "run" (execute the trainer command), ("Failed", reason, message) or None (never finishes)."""
 
-    def __init__(self, outcome="run", exists=False):
+    def __init__(self, outcome="run", existing: dict | None = None):
         self.outcome, self.created, self.deleted, self.process = outcome, [], [], None
+        self.existing = dict(existing or {})  # jobs made before (by the task's first attempt): name -> conditions
+        self.live = set(self.existing)
         self.calls = set()  # (method, path with names replaced), every request the launcher made
-        self.jobs = {"posttrain-existing"} if exists else set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,10 +52,10 @@ class FakeKubernetes:
 
             def do_POST(self):
                 obj = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if obj["metadata"]["name"] in fake.jobs:
+                if obj["metadata"]["name"] in fake.live:
                     return reply_json(self, {"kind": "Status", "code": 409, "reason": "AlreadyExists"}, 409)
                 fake.created.append(obj)
-                fake.jobs.add(obj["metadata"]["name"])
+                fake.live.add(obj["metadata"]["name"])
                 if fake.outcome == "run":
                     fake.start(obj["spec"]["trainer"])
                 reply_json(self, obj, 201)
@@ -62,8 +63,11 @@ class FakeKubernetes:
             def do_GET(self):
                 path = urlparse(self.path).path
                 if path.startswith(PREFIX + "/"):
-                    return reply_json(self, {"metadata": {"name": path.rsplit("/", 1)[1]},
-                                             "status": {"conditions": fake.conditions()}})
+                    job = path.rsplit("/", 1)[1]
+                    if job not in fake.live:
+                        return reply_json(self, {"kind": "Status", "code": 404}, 404)
+                    conditions = fake.existing[job] if job in fake.existing else fake.conditions()
+                    return reply_json(self, {"metadata": {"name": job}, "status": {"conditions": conditions}})
                 if path == "/api/v1/namespaces/team/pods":
                     pods = [{"metadata": {"name": "job-node-0-0"}}] if fake.created else []
                     return reply_json(self, {"kind": "PodList", "apiVersion": "v1", "items": pods})
@@ -77,7 +81,10 @@ class FakeKubernetes:
                 reply_json(self, {"kind": "Status", "code": 404}, 404)
 
             def do_DELETE(self):
-                fake.deleted.append(urlparse(self.path).path.rsplit("/", 1)[1])
+                job = urlparse(self.path).path.rsplit("/", 1)[1]
+                fake.deleted.append(job)
+                fake.existing.pop(job, None)
+                fake.live.discard(job)
                 reply_json(self, {"kind": "Status", "status": "Success"})
 
             def log_message(self, *args):
@@ -210,15 +217,26 @@ def test_timeout_deletes_the_trainjob_and_says_so(prepared, tmp_path, monkeypatc
     assert granted == used
 
 
-def test_a_retried_task_adopts_the_existing_trainjob(prepared, tmp_path, monkeypatch):
-    recipe, root = prepared
-    fake_key = "0123456789abcdef0123"
-    assert trainjob.name("sft", fake_key) == "posttrain-sft-0123456789abcdef"  # a valid DNS-1035 label
-    fake = FakeKubernetes(("Failed", "DeadlineExceeded", ""))
-    monkeypatch.setenv(checkpoints.ENV, str(root / "volume"))
+def _job_name(recipe, root):
     recipe = recipe.override(cluster={"checkpoint_mount": str(root / "volume")})
-    key = checkpoints.key("sft", recipe.digest(), {"input0": root / "base", "input1": root / "data"})
-    fake.jobs.add(trainjob.name("sft", key))  # created by the task's first attempt
-    with pytest.raises(trainjob.TrainJobFailed, match="DeadlineExceeded"):
+    return trainjob.name("sft", checkpoints.key("sft", recipe.digest(), {"input0": root / "base", "input1": root / "data"}))
+
+
+def test_a_retried_task_adopts_the_running_trainjob(prepared, tmp_path, monkeypatch):
+    recipe, root = prepared
+    assert trainjob.name("sft", "0123456789abcdef0123") == "posttrain-sft-0123456789abcdef"  # a DNS-1035 label
+    job = _job_name(recipe, root)
+    fake = FakeKubernetes(None, existing={job: []})  # created by the task's first attempt, still running
+    with pytest.raises(trainjob.TrainJobFailed, match="it was deleted"):
+        _run(recipe, root, fake, tmp_path / "model", monkeypatch, timeout_s=1)
+    assert fake.created == [] and fake.deleted == [job]  # waited on the existing job, created none
+
+
+def test_a_retry_after_a_failed_trainjob_starts_the_gang_again(prepared, tmp_path, monkeypatch):
+    recipe, root = prepared
+    job = _job_name(recipe, root)
+    failed = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "node-3 lost"}]
+    fake = FakeKubernetes(("Failed", "DeadlineExceeded", "again"), existing={job: failed})
+    with pytest.raises(trainjob.TrainJobFailed, match="DeadlineExceeded: again"):
         _run(recipe, root, fake, tmp_path / "model", monkeypatch)
-    assert fake.created == []  # nothing new was created: the existing job was waited on
+    assert fake.deleted == [job] and [c["metadata"]["name"] for c in fake.created] == [job]

@@ -138,14 +138,14 @@ def run(recipe: Recipe, stage: str, inputs: list[str | Path], out_dir: str | Pat
     command = ["python", "-m", "torch.distributed.run", "-m", "posttrain.launch", stage, str(work / "recipe.yaml"),
                *map(str, copies), str(work / "output")]
     objects = client.CustomObjectsApi(api_client)
-    try:
-        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                body(recipe, stage, job, namespace, image, command))
-        log(f"{stage}: created TrainJob {namespace}/{job}: {res.nodes} nodes x {res.gpus} processes")
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        log(f"{stage}: TrainJob {namespace}/{job} exists (a retry of this task): waiting for it")
+
+    def get() -> dict | None:
+        try:
+            return objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
 
     def delete(why: str) -> None:
         try:
@@ -154,6 +154,25 @@ def run(recipe: Recipe, stage: str, inputs: list[str | Path], out_dir: str | Pat
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def create() -> None:
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                body(recipe, stage, job, namespace, image, command))
+        log(f"{stage}: created TrainJob {namespace}/{job}: {res.nodes} nodes x {res.gpus} processes")
+
+    try:
+        create()
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        existing = _condition(get() or {})
+        if existing and existing[0] == "Failed":  # a retry after a failed gang: all nodes restart, and resume
+            delete(f"it failed before: {existing[1]}; starting it again from the newest checkpoint")
+            while get() is not None:
+                time.sleep(poll_s)
+            create()
+        else:
+            log(f"{stage}: TrainJob {namespace}/{job} exists (a retry of this task): waiting for it")
 
     def on_term(signum, frame):  # the task was cancelled: do not leave GPUs busy behind it
         delete("the task was stopped")
@@ -165,7 +184,7 @@ def run(recipe: Recipe, stage: str, inputs: list[str | Path], out_dir: str | Pat
     try:
         while True:
             logs.poll()
-            outcome = _condition(objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job))
+            outcome = _condition(get() or {})
             if outcome and outcome[0] == "Complete":
                 break
             if outcome:
