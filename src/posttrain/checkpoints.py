@@ -39,7 +39,7 @@ def directory(recipe: Recipe, stage: str, inputs: dict[str, str | Path], out_dir
         return Path(out_dir) / "trainer"
     found = Path(root) / stage / key(stage, recipe.digest(), inputs)
     found.mkdir(parents=True, exist_ok=True)
-    if not (found / KEY_FILE).exists():
+    if not (found / KEY_FILE).exists() and os.environ.get("RANK", "0") == "0":  # one writer under torchrun
         write_json(found / KEY_FILE, {"stage": stage, "recipe": recipe.name, "recipe_sha256": recipe.digest(),
                                       "inputs": {n: read_manifest(p)["sha256"] for n, p in inputs.items()}})
     print(f"{stage}: checkpoints in {found}", flush=True)
