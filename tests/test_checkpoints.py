@@ -97,3 +97,47 @@ def test_the_key_follows_recipe_and_input_contents_and_stale_keys_are_deleted(tm
         os.utime(path, (old, old))
     deleted = checkpoints.clean_stale(recipe, "sft")
     assert deleted == [first] and not first.exists() and changed.exists()
+
+    mirrored = recipe.override(cluster={"checkpoint_url": "s3://bucket/ckpt/"})
+    assert checkpoints.remote(recipe, "sft", inputs) is None
+    assert checkpoints.remote(mirrored, "sft", inputs) == \
+        f"s3://bucket/ckpt/sft/{checkpoints.key('sft', mirrored.digest(), inputs)}"
+
+
+def test_a_new_pod_without_the_volume_resumes_from_the_checkpoint_url(tmp_path, s3):
+    """`cluster.checkpoint_url`: each complete checkpoint is copied to S3 (moto on loopback); a pod that
+    starts with an empty disk fetches the newest one and ends where an uninterrupted run ends."""
+    import fsspec
+
+    model_dir = tmp_path / "model"
+    reference, tokenizer, rows = _tiny_policy(model_dir)
+    expected = ppo.train(reference, tokenizer, rows, _sevens, SETTINGS, log=lambda *_: None)
+
+    url = "s3://posttrain/checkpoints/rlvr/somekey"
+    calls = {"n": 0}
+
+    def crashes_in_step_5(completions, **row):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("preempted")
+        return _sevens(completions)
+
+    policy, _, _ = _tiny_policy(model_dir)
+    with pytest.raises(KeyboardInterrupt):
+        ppo.train(policy, tokenizer, rows, crashes_in_step_5, SETTINGS, log=lambda *_: None,
+                  checkpoints=ppo.Checkpoints(tmp_path / "pod1", every=2, keep=1, mirror=url))
+    fs = fsspec.filesystem("s3")
+    assert [p.rsplit("/", 1)[1] for p in fs.ls(url)] == ["checkpoint-4"]  # keep: 1
+    assert fs.exists(f"{url}/checkpoint-4/{MARKER}")
+
+    policy, _, _ = _tiny_policy(model_dir)
+    second_pod = ppo.Checkpoints(tmp_path / "pod2", every=2, keep=1, mirror=url)  # nothing on its disk
+    history = ppo.train(policy, tokenizer, rows, _sevens, SETTINGS, log=lambda *_: None, checkpoints=second_pod)
+    assert second_pod.resumed_from == tmp_path / "pod2" / "checkpoint-4"
+    assert [h["reward"] for h in history] == [h["reward"] for h in expected]
+    diff = max((a - b).abs().max().item() for a, b in zip(policy.state_dict().values(),
+                                                           reference.state_dict().values()))
+    assert diff <= 1e-5
+
+    checkpoints.drop(url)  # what the stage does once its output is sealed
+    assert not fs.exists(url)

@@ -66,3 +66,80 @@ def clean_stale(recipe: Recipe, stage: str) -> list[Path]:
 
 def _last_write(path: Path) -> float:
     return max([path.stat().st_mtime] + [p.stat().st_mtime for p in path.rglob("*")])
+
+
+def remote(recipe: Recipe, stage: str, inputs: dict[str, str | Path]) -> str | None:
+    """`cluster.checkpoint_url/<stage>/<key>`, or None when the recipe names no URL."""
+    url = recipe.cluster.checkpoint_url
+    return f"{url.rstrip('/')}/{stage}/{key(stage, recipe.digest(), inputs)}" if url else None
+
+
+def push(checkpoint: Path, url: str, keep: int) -> None:
+    """Copy a complete checkpoint to `url/<its name>`, its marker last; keep the newest `keep` there."""
+    import fsspec
+
+    from posttrain.training import MARKER
+
+    fs, root = fsspec.core.url_to_fs(url)
+    target = f"{root}/{checkpoint.name}"
+    for path in sorted(checkpoint.rglob("*")):
+        if path.is_file() and path.name != MARKER:
+            fs.put_file(str(path), f"{target}/{path.relative_to(checkpoint)}")
+    fs.put_file(str(checkpoint / MARKER), f"{target}/{MARKER}")
+    for old in _remote_complete(fs, root)[keep:]:
+        fs.rm(old, recursive=True)
+
+
+def pull(url: str, local: Path) -> Path | None:
+    """Fetch the newest complete checkpoint at `url` when it is newer than the newest one in `local` (a new
+    pod has none); its marker comes last and its files are checked against it. Returns what it fetched."""
+    import fsspec
+
+    from posttrain.training import MARKER, is_complete, latest_complete
+
+    fs, root = fsspec.core.url_to_fs(url)
+    found = _remote_complete(fs, root)
+    if not found:
+        return None
+    newest = found[0].rstrip("/").rsplit("/", 1)[1]
+    have = latest_complete(local)
+    if have is not None and int(have.name.split("-")[1]) >= int(newest.split("-")[1]):
+        return None
+    target = Path(local) / newest
+    shutil.rmtree(target, ignore_errors=True)
+    files = [f for f in fs.find(found[0]) if not f.endswith(f"/{MARKER}")]
+    for name in files + [f"{found[0].rstrip('/')}/{MARKER}"]:
+        relative = name[len(found[0].rstrip("/")) + 1:]
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(name, str(target / relative))
+    if not is_complete(target):
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    print(f"checkpoints: fetched {url}/{newest} into {target}", flush=True)
+    return target
+
+
+def drop(url: str | None) -> None:
+    """Delete a key's checkpoints at `url` (after its stage sealed)."""
+    if url:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(url)
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+
+
+def _remote_complete(fs, root: str) -> list[str]:
+    """Checkpoint directories under `root` that have a marker, newest first."""
+    import re
+
+    from posttrain.training import MARKER
+
+    if not fs.exists(root):
+        return []
+    found = []
+    for entry in fs.ls(root, detail=False):
+        match = re.search(r"checkpoint-(\d+)/?$", entry)
+        if match and fs.exists(f"{entry.rstrip('/')}/{MARKER}"):
+            found.append((int(match.group(1)), entry))
+    return [entry for _, entry in sorted(found, reverse=True)]

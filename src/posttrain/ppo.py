@@ -186,8 +186,8 @@ class Checkpoints:
     `training.latest_complete` picks the newest whole one: policy and value model (safetensors), optimizer
     and schedule (loaded with `weights_only`), the sampling RNGs and the log so far."""
 
-    def __init__(self, directory, every: int, keep: int):
-        self.directory, self.every, self.keep = Path(directory), every, keep
+    def __init__(self, directory, every: int, keep: int, mirror: str | None = None):
+        self.directory, self.every, self.keep, self.mirror = Path(directory), every, keep, mirror
         self.terminated = False
         self.resumed_from = None
 
@@ -202,6 +202,10 @@ class Checkpoints:
 
         from posttrain.training import latest_complete
 
+        if self.mirror:  # a new pod without the volume: fetch what an earlier one copied out
+            from posttrain.checkpoints import pull
+
+            pull(self.mirror, self.directory)
         found = latest_complete(self.directory)
         if found is None:
             return None
@@ -248,5 +252,9 @@ class Checkpoints:
             rng |= {f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
         save_file(rng, str(path / "rng.safetensors"))
         mark_complete(path, step)
+        if self.mirror:
+            from posttrain.checkpoints import push
+
+            push(path, self.mirror, self.keep)
         for old in found(self.directory)[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)

@@ -312,6 +312,9 @@ class Cluster(Section):
     checkpoint_mount: str = "/mnt/checkpoints"  # absolute path in the training pods
     # Checkpoint keys of a stage that nothing has written to for this long are deleted when the stage seals.
     checkpoint_retention_days: float = Field(7.0, gt=0)
+    # fsspec URL (s3://bucket/checkpoints, gs://...) each complete checkpoint is copied to, and fetched from
+    # when the pod has none: for clusters without a shared volume, and for local runs too. null: none.
+    checkpoint_url: str | None = None
 
     @model_validator(mode="after")
     def _multi_node(self) -> "Cluster":

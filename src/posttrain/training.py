@@ -63,8 +63,9 @@ def latest_complete(root: str | Path) -> Path | None:
 class Checkpointing(TrainerCallback):
     """Marks whole checkpoints, and on SIGTERM saves one at the next step and stops."""
 
-    def __init__(self):
+    def __init__(self, mirror: str | None = None, keep: int = 2):
         self.terminated = False
+        self.mirror, self.keep = mirror, keep  # checkpoints.push each complete checkpoint there
 
     def install_signal_handler(self) -> None:
         def on_term(signum, frame):  # the grace period is short: finish this step, save, stop
@@ -82,6 +83,10 @@ class Checkpointing(TrainerCallback):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir() and state.is_world_process_zero:  # one marker, written by rank 0
             mark_complete(checkpoint, state.global_step)
+            if self.mirror:
+                from posttrain.checkpoints import push
+
+                push(checkpoint, self.mirror, self.keep)
         return control
 
 
@@ -170,12 +175,22 @@ def checkpoint_args(checkpoints) -> dict:
             "save_total_limit": checkpoints.keep}
 
 
-def train_resumably(stage: str, trainer_class, args, **kwargs):
+def train_resumably(stage: str, trainer_class, args, mirror: str | None = None, **kwargs):
     """Build `trainer_class` (with the finite-loss guard and SIGTERM checkpointing), resume from the newest
     whole checkpoint under `args.output_dir` if there is one, and train. Returns (trainer, train output,
-    the checkpoint resumed from or None); raises `Preempted` after a SIGTERM, once the checkpoint is saved."""
+    the checkpoint resumed from or None); raises `Preempted` after a SIGTERM, once the checkpoint is saved.
+    `mirror`: an fsspec URL each complete checkpoint is copied to, and fetched from when it is newer."""
+    if mirror:
+        from accelerate import PartialState
+
+        from posttrain.checkpoints import pull
+
+        state = PartialState()
+        with state.local_main_process_first():  # one process per node fetches, the others wait for it
+            if state.is_local_main_process:
+                pull(mirror, args.output_dir)
     resume = latest_complete(args.output_dir)
-    checkpointing = Checkpointing()
+    checkpointing = Checkpointing(mirror, args.save_total_limit or 2)
     checkpointing.install_signal_handler()
     trainer = guarded(trainer_class)(args=args, callbacks=[checkpointing], **kwargs)
     if resume:

@@ -67,7 +67,8 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     margin_before = preference_margin(model.eval(), tokenizer, heldout)
     args = trainer_config(recipe, out_dir)
     args.output_dir = str(checkpoints.directory(recipe, "dpo", {"policy": policy_dir, "pairs": pairs_dir}, out_dir))
-    trainer, result, resume = train_resumably("dpo", DPOTrainer, args, model=model, train_dataset=train,
+    mirror = checkpoints.remote(recipe, "dpo", {"policy": policy_dir, "pairs": pairs_dir})
+    trainer, result, resume = train_resumably("dpo", DPOTrainer, args, mirror, model=model, train_dataset=train,
                                               processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
@@ -84,6 +85,7 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
          seconds=seconds)
     discard_checkpoints(args.output_dir)  # after sealing: a kill in between still resumes, not restarts
     checkpoints.clean_stale(recipe, "dpo")
+    checkpoints.drop(mirror)
     print(f"dpo: {summary['steps']} steps on {len(train)} pairs; held-out margin "
           f"{margin_before:.3f} -> {margin_after:.3f}; saved to {out_dir} in {seconds:.0f}s")
     return summary

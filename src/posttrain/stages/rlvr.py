@@ -93,7 +93,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
 
 
 def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
-         resumed: dict | None = None) -> list[dict]:
+         resumed: dict | None = None, mirror: str | None = None) -> list[dict]:
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -101,7 +101,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, chec
                                  for r in rows])
     args = trainer_config(recipe, out_dir)
     args.output_dir = str(checkpoint_dir or out_dir / "trainer")
-    trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, model=model, train_dataset=dataset,
+    trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, mirror, model=model, train_dataset=dataset,
                                          reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
                                          processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
@@ -113,7 +113,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, chec
 
 
 def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
-        resumed: dict | None = None) -> list[dict]:
+        resumed: dict | None = None, mirror: str | None = None) -> list[dict]:
     from posttrain import ppo as algorithm
 
     cfg = recipe.rlvr
@@ -123,7 +123,8 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, check
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
         clip=cfg.clip, lam=cfg.gae_lambda, seed=cfg.seed)
-    saver = algorithm.Checkpoints(checkpoint_dir or out_dir / "trainer", cfg.checkpoints.every, cfg.checkpoints.keep)
+    saver = algorithm.Checkpoints(checkpoint_dir or out_dir / "trainer", cfg.checkpoints.every, cfg.checkpoints.keep,
+                                  mirror)
     history = algorithm.train(model, tokenizer, rows, verify, settings, checkpoints=saver)
     if resumed is not None:
         resumed["checkpoint"] = saver.resumed_from
@@ -145,8 +146,9 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
     checkpoint_dir = checkpoints.directory(recipe, "rlvr", {"policy": policy_dir, "data": data_dir}, out_dir)
     resumed: dict = {}
+    mirror = checkpoints.remote(recipe, "rlvr", {"policy": policy_dir, "data": data_dir})
     history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir,
-                                                                  checkpoint_dir, resumed)
+                                                                  checkpoint_dir, resumed, mirror)
     if history is None:  # not rank 0 of a distributed run
         return {}
     tokenizer.save_pretrained(out_dir)
@@ -166,6 +168,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
          seconds=seconds)
     discard_checkpoints(checkpoint_dir)  # after sealing: a kill in between still resumes, not restarts
     checkpoints.clean_stale(recipe, "rlvr")
+    checkpoints.drop(mirror)
     print(f"rlvr: {recipe.rlvr.algorithm} {summary['steps']} steps, reward {summary['reward_first']} -> "
           f"{summary['reward_last']}; saved to {out_dir} in {seconds:.0f}s")
     return summary

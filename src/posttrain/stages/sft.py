@@ -55,7 +55,8 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
     dataset = Dataset.from_list([{"messages": r["messages"]} for r in read_rows(data_dir / FILES["sft"], "sft")])
     args = trainer_config(recipe, out_dir)
     args.output_dir = str(checkpoints.directory(recipe, "sft", {"base": base_dir, "data": data_dir}, out_dir))
-    trainer, result, resume = train_resumably("sft", bucketed(SFTTrainer, recipe.sft.length_bucket), args,
+    mirror = checkpoints.remote(recipe, "sft", {"base": base_dir, "data": data_dir})
+    trainer, result, resume = train_resumably("sft", bucketed(SFTTrainer, recipe.sft.length_bucket), args, mirror,
                                               model=model, train_dataset=dataset, processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
@@ -69,5 +70,6 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
          seconds=seconds)
     discard_checkpoints(args.output_dir)  # after sealing: a kill in between still resumes, not restarts
     checkpoints.clean_stale(recipe, "sft")
+    checkpoints.drop(mirror)
     print(f"sft: {summary['steps']} steps, loss {summary['train_loss']}, model saved to {out_dir} in {seconds:.0f}s")
     return summary
