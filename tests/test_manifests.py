@@ -110,7 +110,8 @@ def test_pipeline_account_may_launch_trainjobs_and_training_stages_have_their_ch
     assert [s["name"] for s in binding["subjects"]] == [SERVICE_ACCOUNT]
     assert objects[("ServiceAccount", SERVICE_ACCOUNT)]["automountServiceAccountToken"] is True
     role = objects[("Role", "posttrain-launcher")]
-    assert role["metadata"]["annotations"]["posttrain.io/training-runtime"] == "ClusterTrainingRuntime/torch-distributed"
+    runtime = role["metadata"]["annotations"]["posttrain.io/training-runtime"]
+    assert runtime == "ClusterTrainingRuntime/torch-distributed"
     volume = Recipe(name="x").cluster.checkpoint_volume
     assert ("PersistentVolumeClaim", volume) in objects
     if entry == "overlays/gpu":

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.e2e
 def _start(recipe_file: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop(ENV, None)
-    return subprocess.Popen([sys.executable, "-m", "posttrain.cli", "run", str(recipe_file), "--local", "--out", str(out)],
-                            env=env, start_new_session=True, stdout=open(out.parent / "log.txt", "a"),
+    command = [sys.executable, "-m", "posttrain.cli", "run", str(recipe_file), "--local", "--out", str(out)]
+    return subprocess.Popen(command, env=env, start_new_session=True, stdout=open(out.parent / "log.txt", "a"),
                             stderr=subprocess.STDOUT)
 
 
@@ -35,7 +35,8 @@ def _kill_after(child: subprocess.Popen, pattern: str, root: Path, timeout: floa
     """SIGKILL the whole process group once a file matching `pattern` exists under `root`."""
     deadline = time.monotonic() + timeout
     while not list(root.glob(pattern)):
-        assert child.poll() is None, f"the run ended before it could be interrupted: {(root.parent / 'log.txt').read_text()[-3000:]}"
+        log = (root.parent / "log.txt").read_text()[-3000:]
+        assert child.poll() is None, f"the run ended before it could be interrupted: {log}"
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.killpg(child.pid, signal.SIGKILL)

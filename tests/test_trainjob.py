@@ -219,7 +219,8 @@ def test_timeout_deletes_the_trainjob_and_says_so(prepared, tmp_path, monkeypatc
 
 def _job_name(recipe, root):
     recipe = recipe.override(cluster={"checkpoint_mount": str(root / "volume")})
-    return trainjob.name("sft", checkpoints.key("sft", recipe.digest(), {"input0": root / "base", "input1": root / "data"}))
+    inputs = {"input0": root / "base", "input1": root / "data"}
+    return trainjob.name("sft", checkpoints.key("sft", recipe.digest(), inputs))
 
 
 def test_a_retried_task_adopts_the_running_trainjob(prepared, tmp_path, monkeypatch):

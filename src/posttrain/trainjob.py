@@ -98,7 +98,8 @@ class _Logs:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"jobset.sigs.k8s.io/jobset-name={self.job}")
+            pods = self.core.list_namespaced_pod(self.namespace,
+                                                 label_selector=f"jobset.sigs.k8s.io/jobset-name={self.job}")
             for pod in pods.items:
                 pod_name = pod.metadata.name
                 lines = self.core.read_namespaced_pod_log(pod_name, self.namespace).splitlines()
