@@ -35,8 +35,9 @@ def _kill_after(child: subprocess.Popen, pattern: str, root: Path, timeout: floa
     """SIGKILL the whole process group once a file matching `pattern` exists under `root`."""
     deadline = time.monotonic() + timeout
     while not list(root.glob(pattern)):
-        log = (root.parent / "log.txt").read_text()[-3000:]
-        assert child.poll() is None, f"the run ended before it could be interrupted: {log}"
+        if child.poll() is not None:
+            log = (root.parent / "log.txt").read_text()[-3000:]
+            raise AssertionError(f"the run ended before it could be interrupted: {log}")
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.killpg(child.pid, signal.SIGKILL)
