@@ -11,9 +11,10 @@ from pathlib import Path
 from kfp import local
 
 from posttrain import progress, tracking
+from posttrain.checkpoints import ENV as CHECKPOINTS_ENV
 from posttrain.pipelines import tulu3
 from posttrain.pipelines.console import Display, StageFailed, StageLogs
-from posttrain.recipe import Recipe
+from posttrain.recipe import Cluster, Recipe
 from posttrain.report import render_html, render_markdown
 from posttrain.stage_table import NAMES as ORDER
 from posttrain.store import MANIFEST
@@ -40,7 +41,9 @@ def run(recipe: Recipe, out_dir: str | Path, out=None, live: bool | None = None)
     out = out or sys.stdout
     live = out.isatty() if live is None else live
     (out_dir / "progress").mkdir(exist_ok=True)
-    env = {progress.ENV: str(out_dir / "progress"), "POSTTRAIN_RUN_ID": f"local-{time.strftime('%Y%m%d-%H%M%S')}"}
+    env = {progress.ENV: str(out_dir / "progress"), "POSTTRAIN_RUN_ID": f"local-{time.strftime('%Y%m%d-%H%M%S')}",
+           # the training stages' checkpoints, outside their outputs: an interrupted stage resumes from them
+           CHECKPOINTS_ENV: os.environ.get(CHECKPOINTS_ENV) or str(out_dir / "checkpoints")}
     if recipe.tracking.backend == "mlflow" and not recipe.tracking.uri and not os.environ.get("MLFLOW_TRACKING_URI"):
         env["MLFLOW_TRACKING_URI"] = tracking.local_uri(out_dir)
     logs = StageLogs(out_dir / "logs")
@@ -50,10 +53,16 @@ def run(recipe: Recipe, out_dir: str | Path, out=None, live: bool | None = None)
         try:
             with Display(logs, out_dir / "progress", out, ORDER + ("promote",), live) as display, \
                     contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
+                # Running again on the same directory reuses every task whose inputs are unchanged: kfp.local's
+                # cache keys a task by its code, its parameters (the recipe) and its input artifacts' URIs, and a
+                # URI here is never rewritten (outputs are create-only). Eval, gate and promote opt out of it
+                # (tulu3.py).
                 local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out_dir / "kfp"),
-                           raise_on_error=True)
+                           raise_on_error=True, enable_caching=True)
+                # The cluster section means nothing here (no volume, no TrainJob): compile without it.
+                on_this_machine = recipe.model_copy(update={"cluster": Cluster(checkpoint_volume=None)})
                 try:
-                    task = tulu3.build(recipe)(recipe=recipe.to_yaml())
+                    task = tulu3.build(on_this_machine)(recipe=recipe.to_yaml())
                 except RuntimeError as exc:
                     if (failed := display.failure(exc)) is None:
                         raise
@@ -65,7 +74,7 @@ def run(recipe: Recipe, out_dir: str | Path, out=None, live: bool | None = None)
             raise failed
         report_dir = Path(task.output.path)
     report = json.loads((report_dir / "report.json").read_text())
-    report["stages"] = stage_summaries(report_dir.parents[1])
+    report["stages"] = stage_summaries(out_dir / "kfp", lineage_of=report_dir)
     report["data_report"] = data_numbers(report["stages"])
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(render_markdown(report))
@@ -88,11 +97,22 @@ def data_numbers(stages: list[dict]) -> dict:
                                for split, found in data.get("decontamination", {}).items()}}
 
 
-def stage_summaries(run_dir: Path) -> list[dict]:
-    """Each stage's manifest (time and key numbers) from one local run, in pipeline order."""
+def stage_summaries(run_dir: Path, lineage_of: Path | None = None) -> list[dict]:
+    """Each stage's manifest (time and key numbers) under `run_dir`, in pipeline order. With `lineage_of`
+    (a stage output), only that output and what it was made from, followed through the manifests' input
+    hashes: a rerun's stages may lie in earlier runs' directories."""
+    manifests = {path: json.loads(path.read_text()) for path in run_dir.rglob(MANIFEST)}
+    if lineage_of is not None:
+        by_hash = {m["sha256"]: (path, m) for path, m in manifests.items()}
+        wanted, manifests = [Path(lineage_of) / MANIFEST], {}
+        while wanted:
+            path = wanted.pop()
+            if path in manifests:
+                continue
+            manifests[path] = json.loads(path.read_text())
+            wanted += [by_hash[h][0] for h in manifests[path]["inputs"].values() if h in by_hash]
     found = {}
-    for path in run_dir.rglob(MANIFEST):
-        manifest = json.loads(path.read_text())
+    for path, manifest in manifests.items():
         found[manifest["stage"]] = {"stage": manifest["stage"], "seconds": manifest["seconds"],
                                     "summary": manifest["summary"], "path": str(path.parent)}
     # The stage's full output, relative to the run directory (report.html links to it).

@@ -6,6 +6,7 @@ from kfp import compiler, dsl, kubernetes
 
 from posttrain import components as c
 from posttrain.pipelines.resources import apply
+from posttrain.pipelines import training
 from posttrain.recipe import Recipe
 from posttrain.sandbox import CLIENT_LABEL as SANDBOX_CLIENT_LABEL
 from posttrain.stage_table import NAMES
@@ -51,6 +52,8 @@ def build(recipe: Recipe):
             kubernetes.use_field_path_as_env(tasks[stage], "KFP_RUN_ID", "metadata.labels['pipeline/runid']")
         for task in (data, pairs, rlvr, scores):  # they run model-written code: the sandbox's NetworkPolicy admits them
             kubernetes.add_pod_label(task, *SANDBOX_CLIENT_LABEL)
+        for stage in training.STAGES:
+            training.apply(tasks[stage], stage, spec)
         return gate.outputs["report"]
 
     return tulu3

@@ -23,6 +23,8 @@ def test_every_gpu_stage_requests_accelerators_node_pool_and_tolerations(tmp_pat
     recipe, _, pipeline, executors = _compile(tmp_path, monkeypatch)
     for stage in GPU_STAGES:
         wanted = getattr(recipe.cluster, stage)
+        if wanted.nodes > 1:  # a TrainJob launcher: tests/test_trainjob.py, test_multi_node_stage_... below
+            continue
         container = pipeline["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]
         accelerator = container["resources"]["accelerator"]
         assert (accelerator["resourceType"], int(accelerator["resourceCount"])) == (wanted.accelerator, wanted.gpus)
@@ -58,3 +60,36 @@ def test_eval_gate_and_promote_never_use_the_cache(tmp_path, monkeypatch):
     for task in (tasks["eval"], tasks["gate"], inner):
         assert not task["cachingOptions"].get("enableCache", False)
     assert tasks["sft"]["cachingOptions"]["enableCache"]  # training stays cacheable: inputs are run-specific
+
+
+def test_every_training_stage_mounts_the_checkpoint_volume(tmp_path, monkeypatch):
+    """Issue 18: checkpoints outlive the pod, so a KFP retry resumes."""
+    from posttrain.checkpoints import ENV
+
+    recipe, _, pipeline, executors = _compile(tmp_path, monkeypatch)
+    assert recipe.cluster.checkpoint_volume == "posttrain-checkpoints"
+    for stage in ("sft", "dpo", "rlvr"):
+        [mount] = executors[f"exec-{stage}"]["pvcMount"]
+        assert (mount["pvcNameParameter"]["runtimeValue"]["constant"], mount["mountPath"]) == \
+            ("posttrain-checkpoints", "/mnt/checkpoints")
+        env = pipeline["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]["env"]
+        assert {"name": ENV, "value": "/mnt/checkpoints"} in env
+        assert getattr(recipe.cluster, stage).retries > 0  # a retry has something to resume
+    for stage in ("data", "base", "preference", "eval", "gate"):
+        assert "pvcMount" not in executors.get(f"exec-{stage}", {})
+
+
+def test_multi_node_stage_launches_a_trainjob_from_a_small_pod(tmp_path, monkeypatch):
+    from posttrain.trainjob import IMAGE_ENV, NAMESPACE_ENV
+
+    recipe, _, pipeline, executors = _compile(tmp_path, monkeypatch)
+    assert recipe.cluster.sft.nodes == 8 and recipe.cluster.sft.gpus == 8  # Tülu 3 8B SFT: 8 nodes x 8 GPUs
+    container = pipeline["deploymentSpec"]["executors"]["exec-sft"]["container"]
+    assert "accelerator" not in container.get("resources", {})  # the GPUs are the TrainJob's, not the launcher's
+    assert {"name": IMAGE_ENV, "value": "ghcr.io/posttrain/sft:0.1.0"} in container["env"]
+    assert executors["exec-sft"]["fieldPathAsEnv"] == [{"name": NAMESPACE_ENV, "fieldPath": "metadata.namespace"}]
+    assert "nodeSelector" not in executors["exec-sft"]
+    assert int(executors["exec-sft"]["activeDeadlineSeconds"]) == recipe.cluster.sft.timeout_s
+    for stage in ("dpo", "rlvr"):  # one node each: torchrun in the pod, as before
+        assert getattr(recipe.cluster, stage).nodes == 1
+        assert pipeline["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]["resources"]["accelerator"]

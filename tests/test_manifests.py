@@ -145,3 +145,23 @@ def test_the_stages_that_run_model_written_code_carry_the_label_the_sandbox_admi
     executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     labelled = {name for name, spec in executors.items() if spec.get("podMetadata", {}).get("labels") == dict([CLIENT_LABEL])}
     assert labelled == {"exec-data", "exec-preference", "exec-rlvr", "exec-eval"}
+
+
+@pytest.mark.parametrize("entry", KUSTOMIZE)
+def test_pipeline_account_may_launch_trainjobs_and_training_stages_have_their_checkpoint_volume(entry):
+    """Issue 18: the account runs are submitted under is the one the launcher Role is bound to, and the
+    volume the recipe mounts on the training stages exists."""
+    from posttrain.pipelines.submit import SERVICE_ACCOUNT
+    from posttrain.recipe import Recipe
+
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in _kustomize(entry)}
+    binding = objects[("RoleBinding", "posttrain-launcher")]
+    assert [s["name"] for s in binding["subjects"]] == [SERVICE_ACCOUNT]
+    assert objects[("ServiceAccount", SERVICE_ACCOUNT)]["automountServiceAccountToken"] is True
+    role = objects[("Role", "posttrain-launcher")]
+    runtime = role["metadata"]["annotations"]["posttrain.io/training-runtime"]
+    assert runtime == "ClusterTrainingRuntime/torch-distributed"
+    volume = Recipe(name="x").cluster.checkpoint_volume
+    assert ("PersistentVolumeClaim", volume) in objects
+    if entry == "overlays/gpu":
+        assert objects[("PersistentVolumeClaim", volume)]["spec"]["storageClassName"] == "filestore-rwx"

@@ -54,8 +54,9 @@ def test_submit_creates_experiment_and_run_with_the_recipe(fake_kfp, capsys):
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "tulu3"
     sent = json.loads(run["runtime_config"]["parameters"]["recipe"])
     assert sent == load(recipe_path).model_dump(mode="json")
-    gpu = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-sft"]
+    gpu = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-dpo"]
     assert gpu["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert run["service_account"] == "posttrain-runner"  # the account manifests/base/rbac.yaml grants TrainJobs to
 
 
 def test_submit_reports_an_unreachable_endpoint_clearly(capsys):

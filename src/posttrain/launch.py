@@ -32,7 +32,13 @@ def processes(recipe: Recipe, stage: str) -> int:
 
 
 def run_stage(stage: str, recipe: Recipe, *paths: str | Path) -> dict:
-    """`posttrain.stages.<stage>.run(recipe, *paths)`, on as many processes as the stage should use."""
+    """`posttrain.stages.<stage>.run(recipe, *paths)`, on as many processes as the stage should use; a stage
+    with `cluster.<stage>.nodes` > 1, launched by the pipeline on a cluster, runs as a TrainJob instead."""
+    multi_node = getattr(recipe.cluster, stage).nodes > 1
+    if multi_node and "LOCAL_RANK" not in os.environ and os.environ.get("POSTTRAIN_IMAGE"):
+        from posttrain import trainjob  # POSTTRAIN_IMAGE: set by the pipeline on multi-node stages only
+
+        return trainjob.run(recipe, stage, paths[:-1], paths[-1])
     count = processes(recipe, stage)
     if count == 1 or "LOCAL_RANK" in os.environ:
         return import_module(f"posttrain.stages.{stage}").run(recipe, *paths)

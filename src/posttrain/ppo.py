@@ -9,8 +9,12 @@ the clipped value loss. The pieces are plain functions so they can be tested one
 from __future__ import annotations
 
 import copy
+import json
 import random
+import shutil
+import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -98,12 +102,14 @@ class Settings:
     seed: int = 0
 
 
-def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=print, on_step=None) -> list[dict]:
+def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=print, on_step=None,
+          checkpoints: Checkpoints | None = None) -> list[dict]:
     """Run PPO on `policy` in place, on its device; returns the per-step log (reward, accuracy, kl, length, losses).
 
     The reference and the value model are copies of the policy on the same device; every tensor built here
     is created on `policy.device`. `on_step(entry)` sees each step's log entry as it is made (progress display,
-    experiment tracker).
+    experiment tracker). With `checkpoints`, resumes from the newest complete checkpoint there, saves one every
+    `every` steps, and on SIGTERM saves one after the current step and raises `training.Preempted`.
     """
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -120,7 +126,15 @@ def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=pri
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: min(1.0, (update + 1) / max(warmup, 1)))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     history = []
-    for step in range(1, cfg.max_steps + 1):
+    parts = {"policy": policy, "critic": critic, "optimizer": optimizer, "schedule": schedule, "rng": rng}
+    first = 1
+    if checkpoints:
+        checkpoints.install_signal_handler()
+        if resumed := checkpoints.resume(parts):
+            history = resumed["history"]
+            first = resumed["step"] + 1
+            log(f"ppo: resumed from {checkpoints.resumed_from} at step {resumed['step']}")
+    for step in range(first, cfg.max_steps + 1):
         batch = rng.sample(rows, min(cfg.batch_size, len(rows)))
         prompts = [tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
                    for r in batch]
@@ -177,4 +191,85 @@ def train(policy, tokenizer, rows: list[dict], reward_fn, cfg: Settings, log=pri
             on_step(entry)
         if step % 10 == 0 or step == 1:
             log(f"ppo step {step}: reward {entry['reward']:.3f}, accuracy {entry['accuracy']:.3f}, kl {entry['kl']:.4f}")
+        if checkpoints:
+            checkpoints.after_step(step, parts, history)
     return history
+
+
+class Checkpoints:
+    """PPO's own checkpoints, in the trainer's layout (`checkpoint-N` sealed by a `COMPLETED` marker), so
+    `training.latest_complete` picks the newest whole one: policy and value model (safetensors), optimizer
+    and schedule (loaded with `weights_only`), the sampling RNGs and the log so far."""
+
+    def __init__(self, directory, every: int, keep: int, mirror: str | None = None):
+        self.directory, self.every, self.keep, self.mirror = Path(directory), every, keep, mirror
+        self.terminated = False
+        self.resumed_from = None
+
+    def install_signal_handler(self) -> None:
+        def on_term(signum, frame):  # finish this step, save, stop
+            self.terminated = True
+
+        signal.signal(signal.SIGTERM, on_term)
+
+    def resume(self, parts: dict) -> dict | None:
+        from safetensors.torch import load_file, load_model
+
+        from posttrain.training import latest_complete
+
+        if self.mirror:  # a new pod without the volume: fetch what an earlier one copied out
+            from posttrain.checkpoints import pull
+
+            pull(self.mirror, self.directory)
+        found = latest_complete(self.directory)
+        if found is None:
+            return None
+        self.resumed_from = found
+        load_model(parts["policy"], str(found / "policy.safetensors"))
+        load_model(parts["critic"], str(found / "critic.safetensors"))
+        state = torch.load(found / "optimizer.pt", weights_only=True)
+        parts["optimizer"].load_state_dict(state["optimizer"])
+        parts["schedule"].load_state_dict(state["schedule"])
+        meta = json.loads((found / "state.json").read_text())
+        version, internal, gauss = meta["python_rng"]
+        parts["rng"].setstate((version, tuple(internal), gauss))
+        rng = load_file(str(found / "rng.safetensors"))
+        torch.set_rng_state(rng["cpu"])
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count())])
+        return meta
+
+    def after_step(self, step: int, parts: dict, history: list[dict]) -> None:
+        if (self.every and step % self.every == 0) or self.terminated:
+            self.save(step, parts, history)
+        if self.terminated:
+            from posttrain.training import Preempted
+
+            raise Preempted(f"rlvr: stopped by SIGTERM at step {step}; checkpoint saved in {self.directory}, "
+                            "rerun to resume")
+
+    def save(self, step: int, parts: dict, history: list[dict]) -> None:
+        from safetensors.torch import save_file, save_model
+
+        from posttrain.training import checkpoints as found, mark_complete
+
+        path = self.directory / f"checkpoint-{step}"
+        path.mkdir(parents=True, exist_ok=True)
+        save_model(parts["policy"], str(path / "policy.safetensors"))  # handles tied embeddings
+        save_model(parts["critic"], str(path / "critic.safetensors"))
+        torch.save({"optimizer": parts["optimizer"].state_dict(), "schedule": parts["schedule"].state_dict()},
+                   path / "optimizer.pt")
+        version, internal, gauss = parts["rng"].getstate()
+        (path / "state.json").write_text(json.dumps({"step": step, "history": history,
+                                                     "python_rng": [version, list(internal), gauss]}))
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng |= {f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+        save_file(rng, str(path / "rng.safetensors"))
+        mark_complete(path, step)
+        if self.mirror:
+            from posttrain.checkpoints import push
+
+            push(path, self.mirror, self.keep)
+        for old in found(self.directory)[self.keep:]:
+            shutil.rmtree(old, ignore_errors=True)

@@ -13,6 +13,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
                       model_validator)
 
+from posttrain.stage_table import DISTRIBUTED
 from posttrain.stage_table import NAMES as STAGES
 
 
@@ -366,6 +367,9 @@ class Resources(Section):
     secrets: tuple[SecretEnv, ...] = ()
     retries: int = Field(0, ge=0)
     timeout_s: int = Field(0, ge=0)  # 0: no timeout; an unschedulable pod otherwise waits forever
+    # Nodes the stage trains on. Above 1 the stage's pod submits a Kubeflow Trainer TrainJob (torch-distributed
+    # runtime) of `nodes` pods with `gpus` processes each, and waits for it (posttrain.trainjob).
+    nodes: int = Field(1, ge=1)
 
 
 # One `Resources` per stage of posttrain.stage_table, under the stage's name: a stage added there is a key here.
@@ -374,6 +378,33 @@ _PerStage = create_model("_PerStage", __base__=Section, **{stage: (Resources, Re
 
 class Cluster(_PerStage):
     """What each stage's pod asks for (`cluster.<stage>`, fields from the stage table), and cluster-wide settings."""
+
+    # PersistentVolumeClaim mounted at `checkpoint_mount` on the training stages (sft, dpo, rlvr): their
+    # checkpoints live there, keyed by recipe and inputs, so a retried, rerun or rescheduled pod resumes.
+    # null: checkpoints stay inside the stage's output, which a pod loses when it dies.
+    checkpoint_volume: str | None = "posttrain-checkpoints"
+    checkpoint_mount: str = "/mnt/checkpoints"  # absolute path in the training pods
+    # Checkpoint keys of a stage that nothing has written to for this long are deleted when the stage seals.
+    checkpoint_retention_days: float = Field(7.0, gt=0)
+    # fsspec URL (s3://bucket/checkpoints, gs://...) each complete checkpoint is copied to, and fetched from
+    # when the pod has none: for clusters without a shared volume, and for local runs too. null: none.
+    checkpoint_url: str | None = None
+
+    @model_validator(mode="after")
+    def _multi_node(self) -> "Cluster":
+        for stage in set(STAGES) - set(DISTRIBUTED):
+            if getattr(self, stage).nodes > 1:
+                raise ValueError(f"{stage}.nodes: only {', '.join(DISTRIBUTED)} train on several nodes")
+        for stage in DISTRIBUTED:
+            res = getattr(self, stage)
+            if res.nodes > 1 and not res.gpus:
+                raise ValueError(f"{stage}.nodes: {res.nodes} nodes need gpus (processes per node) >= 1")
+            if res.nodes > 1 and not self.checkpoint_volume:
+                raise ValueError(f"{stage}.nodes: several nodes share inputs, outputs and checkpoints through "
+                                 "checkpoint_volume, which is not set")
+        if not self.checkpoint_mount.startswith("/"):
+            raise ValueError(f"checkpoint_mount: must be an absolute path, got {self.checkpoint_mount!r}")
+        return self
 
 
 class SandboxSection(Section):

@@ -64,8 +64,9 @@ def latest_complete(root: str | Path) -> Path | None:
 class Checkpointing(TrainerCallback):
     """Marks whole checkpoints, and on SIGTERM saves one at the next step and stops."""
 
-    def __init__(self):
+    def __init__(self, mirror: str | None = None, keep: int = 2):
         self.terminated = False
+        self.mirror, self.keep = mirror, keep  # checkpoints.push each complete checkpoint there
 
     def install_signal_handler(self) -> None:
         def on_term(signum, frame):  # the grace period is short: finish this step, save, stop
@@ -82,11 +83,20 @@ class Checkpointing(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir() and state.is_world_process_zero:  # one marker, written by rank 0
-            marker = {"step": state.global_step, "files": file_digests(checkpoint, skip={MARKER})}
-            tmp = checkpoint / f".{MARKER}.tmp"
-            tmp.write_text(json.dumps(marker))
-            tmp.replace(checkpoint / MARKER)
+            mark_complete(checkpoint, state.global_step)
+            if self.mirror:
+                from posttrain.checkpoints import push
+
+                push(checkpoint, self.mirror, self.keep)
         return control
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Write the `COMPLETED` marker (sha256 of every file) of a checkpoint whose files are all written."""
+    marker = {"step": step, "files": file_digests(checkpoint, skip={MARKER})}
+    tmp = checkpoint / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(marker))
+    tmp.replace(checkpoint / MARKER)
 
 
 class FiniteLossGuard:
@@ -166,12 +176,22 @@ def checkpoint_args(checkpoints) -> dict:
             "save_total_limit": checkpoints.keep}
 
 
-def train_resumably(stage: str, trainer_class, args, **kwargs):
+def train_resumably(stage: str, trainer_class, args, mirror: str | None = None, **kwargs):
     """Build `trainer_class` (with the finite-loss guard and SIGTERM checkpointing), resume from the newest
     whole checkpoint under `args.output_dir` if there is one, and train. Returns (trainer, train output,
-    the checkpoint resumed from or None); raises `Preempted` after a SIGTERM, once the checkpoint is saved."""
+    the checkpoint resumed from or None); raises `Preempted` after a SIGTERM, once the checkpoint is saved.
+    `mirror`: an fsspec URL each complete checkpoint is copied to, and fetched from when it is newer."""
+    if mirror:
+        from accelerate import PartialState
+
+        from posttrain.checkpoints import pull
+
+        state = PartialState()
+        with state.local_main_process_first():  # one process per node fetches, the others wait for it
+            if state.is_local_main_process:
+                pull(mirror, args.output_dir)
     resume = latest_complete(args.output_dir)
-    checkpointing = Checkpointing()
+    checkpointing = Checkpointing(mirror, args.save_total_limit or 2)
     checkpointing.install_signal_handler()
     from posttrain import tracking
 

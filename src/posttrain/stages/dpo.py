@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain import checkpoints
 from posttrain.data.formats import read_rows
 from posttrain.logprobs import preference_margin
 from posttrain.recipe import Recipe
@@ -68,7 +69,9 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     # On this process's GPU, where the trainer puts the model anyway; logprobs.py builds its inputs there.
     margin_before = preference_margin(model.to(accelerator()).eval(), tokenizer, heldout)
     args = trainer_config(recipe, out_dir)
-    trainer, result, resume = train_resumably("dpo", DPOTrainer, args, model=model, train_dataset=train,
+    args.output_dir = str(checkpoints.directory(recipe, "dpo", {"policy": policy_dir, "pairs": pairs_dir}, out_dir))
+    mirror = checkpoints.remote(recipe, "dpo", {"policy": policy_dir, "pairs": pairs_dir})
+    trainer, result, resume = train_resumably("dpo", DPOTrainer, args, mirror, model=model, train_dataset=train,
                                               processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
@@ -76,14 +79,17 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     tokenizer.save_pretrained(out_dir)
     trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir).to(accelerator())
     margin_after = preference_margin(trained.eval(), tokenizer, heldout)
-    discard_checkpoints(args.output_dir)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),
                "resumed_from": resume.name if resume else None,
+               "resumed_from_path": str(resume) if resume else None,
                "heldout_margin_before": round(margin_before, 4), "heldout_margin_after": round(margin_after, 4),
                "log": step_log(trainer, ("loss", "learning_rate", "rewards/margins", "rewards/accuracies"))}
     seconds = time.perf_counter() - start
     seal(out_dir, "dpo", recipe.digest(), inputs={"policy": policy_dir, "pairs": pairs_dir}, summary=summary,
          seconds=seconds)
+    discard_checkpoints(args.output_dir)  # after sealing: a kill in between still resumes, not restarts
+    checkpoints.clean_stale(recipe, "dpo")
+    checkpoints.drop(mirror)
     print(f"dpo: {summary['steps']} steps on {len(train)} pairs; held-out margin "
           f"{margin_before:.3f} -> {margin_after:.3f}; saved to {out_dir} in {seconds:.0f}s")
     return summary

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from posttrain import sandbox
+from posttrain import checkpoints, sandbox
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
@@ -91,24 +91,28 @@ def trainer_config(recipe: Recipe, out_dir: Path):
     )
 
 
-def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
+def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
+         resumed: dict | None = None, mirror: str | None = None) -> list[dict]:
     from datasets import Dataset
     from trl import GRPOTrainer
 
     dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
                                  for r in rows])
     args = trainer_config(recipe, out_dir)
-    trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, model=model, train_dataset=dataset,
+    args.output_dir = str(checkpoint_dir or out_dir / "trainer")
+    trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, mirror, model=model, train_dataset=dataset,
                                          reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
                                          processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
         return None
-    discard_checkpoints(args.output_dir)
+    if resumed is not None:
+        resumed["checkpoint"] = resume
     return [h | {"accuracy": h.get("rewards/accuracy/mean")} for h in trainer.state.log_history if "reward" in h]
 
 
-def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
+def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
+        resumed: dict | None = None, mirror: str | None = None) -> list[dict]:
     from posttrain import ppo as algorithm
 
     cfg = recipe.rlvr
@@ -121,10 +125,14 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> li
     from posttrain import progress, tracking
     from posttrain.devices import accelerator
 
+    saver = algorithm.Checkpoints(checkpoint_dir or out_dir / "trainer", cfg.checkpoints.every, cfg.checkpoints.keep,
+                                  mirror)
     # PPO runs in one process on this pod's GPU in fp32 weights (the optimiser's master copy); generation and
     # losses follow the model's device (ppo.py).
     history = algorithm.train(model.to(accelerator()), tokenizer, rows, verify, settings,
-                              on_step=progress.step_hook("rlvr", cfg.max_steps, tracking.active()))
+                              on_step=progress.step_hook("rlvr", cfg.max_steps, tracking.active()), checkpoints=saver)
+    if resumed is not None:
+        resumed["checkpoint"] = saver.resumed_from
     model.save_pretrained(out_dir)
     return history
 
@@ -142,7 +150,11 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
     sandbox.use(recipe.sandbox)  # code rows' programs run where the recipe says, or nowhere
-    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir)
+    checkpoint_dir = checkpoints.directory(recipe, "rlvr", {"policy": policy_dir, "data": data_dir}, out_dir)
+    resumed: dict = {}
+    mirror = checkpoints.remote(recipe, "rlvr", {"policy": policy_dir, "data": data_dir})
+    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir,
+                                                                  checkpoint_dir, resumed, mirror)
     if history is None:  # not rank 0 of a distributed run
         return {}
     tokenizer.save_pretrained(out_dir)
@@ -151,6 +163,8 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
+        "resumed_from": resumed["checkpoint"].name if resumed.get("checkpoint") else None,
+        "resumed_from_path": str(resumed["checkpoint"]) if resumed.get("checkpoint") else None,
         "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length", "learning_rate",
                                    "loss") if k in h}
                 for h in history],
@@ -160,6 +174,9 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     seconds = time.perf_counter() - start
     seal(out_dir, "rlvr", recipe.digest(), inputs={"policy": policy_dir, "data": data_dir}, summary=summary,
          seconds=seconds)
+    discard_checkpoints(checkpoint_dir)  # after sealing: a kill in between still resumes, not restarts
+    checkpoints.clean_stale(recipe, "rlvr")
+    checkpoints.drop(mirror)
     print(f"rlvr: {recipe.rlvr.algorithm} {summary['steps']} steps, reward {summary['reward_first']} -> "
           f"{summary['reward_last']}; saved to {out_dir} in {seconds:.0f}s")
     return summary

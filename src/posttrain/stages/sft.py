@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain import checkpoints
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal
@@ -52,18 +53,23 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
     model = AutoModelForCausalLM.from_pretrained(base_dir, trust_remote_code=trust)
     dataset = Dataset.from_list([{"messages": r["messages"]} for r in read_rows(data_dir / FILES["sft"], "sft")])
     args = trainer_config(recipe, out_dir)
-    trainer, result, resume = train_resumably("sft", bucketed(SFTTrainer, recipe.sft.length_bucket), args,
+    args.output_dir = str(checkpoints.directory(recipe, "sft", {"base": base_dir, "data": data_dir}, out_dir))
+    mirror = checkpoints.remote(recipe, "sft", {"base": base_dir, "data": data_dir})
+    trainer, result, resume = train_resumably("sft", bucketed(SFTTrainer, recipe.sft.length_bucket), args, mirror,
                                               model=model, train_dataset=dataset, processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
         return {}
     tokenizer.save_pretrained(out_dir)
-    discard_checkpoints(args.output_dir)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "rows": len(dataset),
                "resumed_from": resume.name if resume else None,
+               "resumed_from_path": str(resume) if resume else None,
                "log": step_log(trainer, ("loss", "learning_rate", "grad_norm"))}  # the report's training curves
     seconds = time.perf_counter() - start
     seal(out_dir, "sft", recipe.digest(), inputs={"base": base_dir, "data": data_dir}, summary=summary,
          seconds=seconds)
+    discard_checkpoints(args.output_dir)  # after sealing: a kill in between still resumes, not restarts
+    checkpoints.clean_stale(recipe, "sft")
+    checkpoints.drop(mirror)
     print(f"sft: {summary['steps']} steps, loss {summary['train_loss']}, model saved to {out_dir} in {seconds:.0f}s")
     return summary
