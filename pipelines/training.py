@@ -6,9 +6,10 @@ from kfp.dsl import PipelineTask
 from posttrain.checkpoints import ENV
 from posttrain.components.images import IMAGES
 from posttrain.recipe import Recipe
+from posttrain.stage_table import DISTRIBUTED
 from posttrain.trainjob import IMAGE_ENV, NAMESPACE_ENV
 
-STAGES = ("sft", "dpo", "rlvr")  # the stages that checkpoint (training.py, ppo.py)
+STAGES = DISTRIBUTED  # the stages that train, and checkpoint (training.py, ppo.py)
 
 
 def apply(task: PipelineTask, stage: str, recipe: Recipe) -> PipelineTask:

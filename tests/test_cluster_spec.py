@@ -87,7 +87,7 @@ def test_multi_node_stage_launches_a_trainjob_from_a_small_pod(tmp_path, monkeyp
     container = pipeline["deploymentSpec"]["executors"]["exec-sft"]["container"]
     assert "accelerator" not in container.get("resources", {})  # the GPUs are the TrainJob's, not the launcher's
     assert {"name": IMAGE_ENV, "value": "ghcr.io/posttrain/sft:0.1.0"} in container["env"]
-    assert executors["exec-sft"]["fieldPathAsEnv"] == [{"name": NAMESPACE_ENV, "fieldPath": "metadata.namespace"}]
+    assert {"name": NAMESPACE_ENV, "fieldPath": "metadata.namespace"} in executors["exec-sft"]["fieldPathAsEnv"]
     assert "nodeSelector" not in executors["exec-sft"]
     assert int(executors["exec-sft"]["activeDeadlineSeconds"]) == recipe.cluster.sft.timeout_s
     for stage in ("dpo", "rlvr"):  # one node each: torchrun in the pod, as before

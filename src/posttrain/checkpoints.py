@@ -14,12 +14,53 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 from posttrain.recipe import Recipe
-from posttrain.store import read_manifest, write_json
+from posttrain.store import file_digests, read_manifest, write_json
+
+MARKER = "COMPLETED"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def numbered(root: str | Path) -> list[Path]:
+    """`checkpoint-N` directories under `root`, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def is_complete(checkpoint: Path) -> bool:
+    marker = checkpoint / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        expected = json.loads(marker.read_text())["files"]
+    except (json.JSONDecodeError, KeyError):
+        return False
+    return file_digests(checkpoint, skip={MARKER}) == expected
+
+
+def latest_complete(root: str | Path) -> Path | None:
+    """The newest checkpoint that is whole, or None; incomplete ones are reported and skipped."""
+    for checkpoint in numbered(root):
+        if is_complete(checkpoint):
+            return checkpoint
+        print(f"resume: skipping {checkpoint}: no {MARKER} marker or its files changed")
+    return None
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Write the `COMPLETED` marker (sha256 of every file) of a checkpoint whose files are all written."""
+    marker = {"step": step, "files": file_digests(checkpoint, skip={MARKER})}
+    tmp = checkpoint / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(marker))
+    tmp.replace(checkpoint / MARKER)
 
 ENV = "POSTTRAIN_CHECKPOINTS"
 KEY_FILE = "key.json"  # what the key was made from, for people looking at the volume
@@ -78,8 +119,6 @@ def push(checkpoint: Path, url: str, keep: int) -> None:
     """Copy a complete checkpoint to `url/<its name>`, its marker last; keep the newest `keep` there."""
     import fsspec
 
-    from posttrain.training import MARKER
-
     fs, root = fsspec.core.url_to_fs(url)
     target = f"{root}/{checkpoint.name}"
     for path in sorted(checkpoint.rglob("*")):
@@ -94,8 +133,6 @@ def pull(url: str, local: Path) -> Path | None:
     """Fetch the newest complete checkpoint at `url` when it is newer than the newest one in `local` (a new
     pod has none); its marker comes last and its files are checked against it. Returns what it fetched."""
     import fsspec
-
-    from posttrain.training import MARKER, is_complete, latest_complete
 
     fs, root = fsspec.core.url_to_fs(url)
     found = _remote_complete(fs, root)
@@ -132,8 +169,6 @@ def drop(url: str | None) -> None:
 def _remote_complete(fs, root: str) -> list[str]:
     """Checkpoint directories under `root` that have a marker, newest first."""
     import re
-
-    from posttrain.training import MARKER
 
     if not fs.exists(root):
         return []

@@ -7,10 +7,8 @@ kill, or a file truncated later, is skipped in favour of the previous one.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 import shutil
 import signal
 from pathlib import Path
@@ -18,11 +16,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from posttrain import progress
-from posttrain.store import file_digests
-
-MARKER = "COMPLETED"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
+# The marker and its checks live with the checkpoints' other rules; re-exported for the stages and tests.
+from posttrain.checkpoints import MARKER, is_complete, latest_complete, mark_complete, pull, push  # noqa: F401
+from posttrain.checkpoints import numbered as checkpoints  # noqa: F401
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss."""
@@ -30,35 +26,6 @@ class NonFiniteLoss(RuntimeError):
 
 class Preempted(RuntimeError):
     """Training stopped on SIGTERM after saving a checkpoint; a rerun resumes from it."""
-
-
-def checkpoints(root: str | Path) -> list[Path]:
-    """`checkpoint-N` directories under `root`, newest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found, reverse=True)]
-
-
-def is_complete(checkpoint: Path) -> bool:
-    marker = checkpoint / MARKER
-    if not marker.is_file():
-        return False
-    try:
-        expected = json.loads(marker.read_text())["files"]
-    except (json.JSONDecodeError, KeyError):
-        return False
-    return file_digests(checkpoint, skip={MARKER}) == expected
-
-
-def latest_complete(root: str | Path) -> Path | None:
-    """The newest checkpoint that is whole, or None; incomplete ones are reported and skipped."""
-    for checkpoint in checkpoints(root):
-        if is_complete(checkpoint):
-            return checkpoint
-        print(f"resume: skipping {checkpoint}: no {MARKER} marker or its files changed")
-    return None
 
 
 class Checkpointing(TrainerCallback):
@@ -85,18 +52,8 @@ class Checkpointing(TrainerCallback):
         if checkpoint.is_dir() and state.is_world_process_zero:  # one marker, written by rank 0
             mark_complete(checkpoint, state.global_step)
             if self.mirror:
-                from posttrain.checkpoints import push
-
                 push(checkpoint, self.mirror, self.keep)
         return control
-
-
-def mark_complete(checkpoint: Path, step: int) -> None:
-    """Write the `COMPLETED` marker (sha256 of every file) of a checkpoint whose files are all written."""
-    marker = {"step": step, "files": file_digests(checkpoint, skip={MARKER})}
-    tmp = checkpoint / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(marker))
-    tmp.replace(checkpoint / MARKER)
 
 
 class FiniteLossGuard:
@@ -183,8 +140,6 @@ def train_resumably(stage: str, trainer_class, args, mirror: str | None = None, 
     `mirror`: an fsspec URL each complete checkpoint is copied to, and fetched from when it is newer."""
     if mirror:
         from accelerate import PartialState
-
-        from posttrain.checkpoints import pull
 
         state = PartialState()
         with state.local_main_process_first():  # one process per node fetches, the others wait for it
