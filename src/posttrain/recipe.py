@@ -103,10 +103,10 @@ class Synthesis(Section):
 
 class DataSection(Section):
     seed: int = 0
-    sft_rows: int = Field(20_000, gt=0)  # synthetic SFT conversations
+    sft_rows: int = Field(20_000, ge=0)  # synthetic SFT conversations; 0 with heldout_rows etc.: no arithmetic
     preference_prompts: int = Field(1_000, ge=0)  # prompts the preference stage samples on
     rlvr_prompts: int = Field(2_000, ge=0)  # prompts with ground truth for RLVR
-    heldout_rows: int = Field(500, gt=0)  # evaluation items, never trained on
+    heldout_rows: int = Field(500, ge=0)  # evaluation items, never trained on
     digits: int = Field(3, ge=1, le=6)  # operand size of the arithmetic word problems
     operations: tuple[Literal["add", "sub"], ...] = Field(("add", "sub"), min_length=1)
     languages: tuple[Literal["en", "de", "fr", "es", "it", "pt"], ...] = Field(

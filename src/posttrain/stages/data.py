@@ -2,7 +2,9 @@
 
 Writes `sft.jsonl` (`messages`), `preference.jsonl` and `rlvr.jsonl` (`messages`, `ground_truth`,
 `dataset`), `heldout.jsonl` (same, never trained on), `heldout_ifeval.jsonl` (held-out instruction-following
-tasks, for the `ifeval` benchmark when no IFEval dataset is named) and `report.json` with counts.
+tasks, for the `ifeval` benchmark when no IFEval dataset is named), `preference_pairs.jsonl` (the
+`kind: preference` sources' chosen/rejected pairs, which DPO trains on beside the judged on-policy pairs) and
+`report.json` with counts. Every part is optional: a recipe may take all its sets from sources.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from posttrain.recipe import Recipe
 from posttrain.store import finished, seal, write_json, write_jsonl
 
 FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl",
-         "heldout_ifeval": "heldout_ifeval.jsonl"}
+         "heldout_ifeval": "heldout_ifeval.jsonl", "preference_pairs": "preference_pairs.jsonl"}
 
 
 def prompt_text(row: dict) -> str:
@@ -58,7 +60,7 @@ def decontaminate_splits(recipe: Recipe, splits: dict[str, list[dict]]) -> dict:
     cfg = recipe.data.decontamination
     index = eval_index(recipe, splits)
     report = {}
-    for name in ("sft", "preference", "rlvr"):
+    for name in ("sft", "preference", "rlvr", "preference_pairs"):
         splits[name], report[name] = decontaminate(splits[name], index, cfg.threshold)
         share = report[name]["rows_removed"] / max(1, report[name]["rows_scanned"])
         if cfg.action == "fail" and share > cfg.fail_above:
@@ -103,6 +105,8 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
     seeds_needed = -(-int(training * 1.15 + 10) // (1 + syn.perturbations + syn.retellings))
     seen: set[str] = set()
     stream = problems(cfg.seed, 4 * (cfg.heldout_rows + training), cfg.digits, cfg.operations, cfg.languages)
+    if not cfg.heldout_rows + training:  # the arithmetic family is off: no math rows at all
+        stream, seeds_needed = iter(()), 0
     heldout, dropped_h = _unique(stream, int(cfg.heldout_rows * 1.15) + 10, seen, 4 * cfg.heldout_rows + 40)
     writer = None
     if syn.backend == "template":
@@ -114,7 +118,7 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
                                                     cache_dir=str(cache_dir)),
                              persona_descriptions(syn.personas), cfg.languages, random.Random(cfg.seed))
         seeds = []
-        for _ in range(4):  # a model's answers fail verification at a rate nobody knows up front: ask again
+        for _ in range(4 if seeds_needed else 0):  # a model's answers fail verification at a rate nobody knows up front: ask again
             seeds += writer.math(seeds_needed - len(seeds), tally)
             if len(seeds) >= seeds_needed:
                 break
@@ -216,8 +220,9 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     splits["rlvr"] += kept["rlvr_ifeval"][: syn.rlvr_ifeval_rows]
     for row in splits["sft"]:
         row["messages"] = row["messages"] + [{"role": "assistant", "content": row["solution"]}]
-    for kind in ("sft", "preference", "rlvr"):
+    for kind in ("sft", "rlvr"):
         splits[kind] += kept[f"source_{kind}"]
+    splits["preference_pairs"] = kept["source_preference"]  # pairs, not prompts: the preference stage adds them
     contamination = decontaminate_splits(recipe, splits)
     for name, split in splits.items():
         write_jsonl(out_dir / FILES[name], split)
