@@ -122,3 +122,33 @@ def rlvr_rows(n: int = 36, seed: int = 0) -> list[dict]:
 def write_jsonl(path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
+
+
+def save_tiny_llama(path, texts: list[str]) -> str:
+    """A Llama-architecture model of a few thousand parameters, saved with a byte-level BPE tokenizer that has
+    no chat template (as Llama-3.1-8B base ships)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from posttrain.models.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer(texts, 400)
+    tokenizer.chat_template = None
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def fixture_texts() -> list[str]:
+    """Every message of the fixtures, to train the tiny tokenizer on."""
+    texts = [m["content"] for r in sft_rows() for m in r["messages"]]
+    texts += [m["content"] for r in preference_rows() for m in r["chosen"] + r["rejected"][-1:]]
+    return texts + [m["content"] for r in rlvr_rows() for m in r["messages"]]

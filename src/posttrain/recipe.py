@@ -44,6 +44,9 @@ class ModelSection(Section):
     base: str = "tiny"  # "tiny" builds a model from scratch; otherwise a local path or a Hugging Face Hub name
     trust_remote_code: bool = False
     tiny: TinyModel = TinyModel()
+    # Set on the base model's tokenizer before training: "tulu" (Tülu 3's template, posttrain.models.chat_templates)
+    # or a Jinja template. None keeps the tokenizer's own, which must have {% generation %} markers.
+    chat_template: str | None = None
 
 
 class Decontamination(Section):
