@@ -53,3 +53,17 @@ def test_preference_source_pairs_reach_dpo(source_recipe, tmp_path, monkeypatch)
     assert report["pairs"] == 24 and report["heldout_pairs"] == 8
     summary = dpo.run(source_recipe, tmp_path / "policy", tmp_path / "pairs", tmp_path / "dpo")
     assert summary["pairs"] == 24 and summary["pairs_by_origin"] == {"source": 24} and summary["steps"] == 3
+
+
+def test_preference_pairs_may_reuse_sft_prompts_when_sets_are_deduplicated_apart(tmp_path):
+    sft = sft_rows(8)
+    pairs = preference_rows(8)
+    for pair, row in zip(pairs[:4], sft):  # Tülu 3's on-policy pairs reuse SFT prompts
+        pair["chosen"][0] = pair["rejected"][0] = row["messages"][0] if row["messages"][0]["role"] == "user" else \
+            row["messages"][1]
+    paths = {"sft": write_jsonl(tmp_path / "sft.jsonl", sft), "pref": write_jsonl(tmp_path / "pref.jsonl", pairs),
+             "rlvr": write_jsonl(tmp_path / "rlvr.jsonl", rlvr_rows(6))}
+    recipe = loads(RECIPE.format(**paths))
+    assert data.run(recipe, tmp_path / "across")["rows"]["preference_pairs"] == 4  # the default drops them
+    apart = recipe.override(data={"dedup_across_sets": False, "near_duplicate_threshold": 1.0})  # as tulu3-8b
+    assert data.run(apart, tmp_path / "apart")["rows"]["preference_pairs"] == 8

@@ -121,6 +121,10 @@ class DataSection(Section):
     sources: tuple[Source, ...] = ()  # mixed into the synthetic sets, deduplicated and decontaminated with them
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)  # of a source's rows; above it the stage fails
     max_row_chars: int = Field(200_000, gt=0)  # longer rows are quarantined
+    # Exact prompt dedup across the training sets too (one prompt in SFT or preference or RLVR). False: only
+    # within each set and against held-out items (Tülu 3 reused SFT prompts for its preference pairs). The
+    # near-duplicate pass always compares across sets: turn it off (1.0) with this.
+    dedup_across_sets: bool = True
 
 
 class Checkpoints(Section):
@@ -198,7 +202,7 @@ class RLVRSection(Section):
     warmup: float = Field(0.0, ge=0)
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
     num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
-    batch_size: int = Field(64, gt=0)  # completions per optimizer step, a multiple of num_generations
+    batch_size: int = Field(64, gt=0)  # completions per optimizer update, global (posttrain.rlvr_batches)
     max_steps: int = Field(80, gt=0)  # optimizer steps
     temperature: float = Field(1.0, gt=0)
     max_completion_length: int = Field(90, gt=0)  # tokens
@@ -216,6 +220,10 @@ class RLVRSection(Section):
     seed: int = 0
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
     checkpoints: Checkpoints = Checkpoints()  # GRPO; PPO does not checkpoint
+    # Global, like batch_size: prompts per rollout, each sampled num_generations times; the rollout's completions
+    # are split into updates of batch_size. 0: batch_size / num_generations (one update per rollout).
+    prompts_per_rollout: int = Field(0, ge=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)  # micro-steps per device per update (GRPO)
 
     @model_validator(mode="after")
     def _batches_and_schedule(self) -> "RLVRSection":
@@ -318,6 +326,14 @@ class Recipe(Section):
     eval: EvalSection = EvalSection()
     promote: PromoteSection = PromoteSection()
     cluster: Cluster = Cluster()
+
+    @model_validator(mode="after")
+    def _rlvr_batches_divide(self) -> "Recipe":
+        if self.rlvr.algorithm == "grpo":  # PPO (posttrain.ppo) runs in one process
+            from posttrain.rlvr_batches import cluster_world, derive
+
+            derive(self.rlvr, cluster_world(self.cluster.rlvr))
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

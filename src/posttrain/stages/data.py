@@ -154,6 +154,11 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
     return groups
 
 
+def _training_set(group: str) -> str:
+    """The set a group's rows train in: sources by kind; synthetic groups each their own."""
+    return group.removeprefix("source_").split("_")[0]
+
+
 def run(recipe: Recipe, out_dir: str | Path) -> dict:
     start = time.perf_counter()
     cfg, syn = recipe.data, recipe.data.synthesis
@@ -172,10 +177,12 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     # Exact, then near-duplicate (MinHash) dedup on the prompt, within and across every group and source, in
     # priority order: held-out items first, so no training row repeats or nearly repeats one.
     order = [(name, row) for name, rows in groups.items() for row in rows]
-    seen: set[str] = set()
+    seen: set = set()
     exact: set[int] = set()
-    for i, (_, row) in enumerate(order):
+    for i, (name, row) in enumerate(order):
         key = prompt_text(row)
+        if not cfg.dedup_across_sets and not name.startswith("heldout"):
+            key = (_training_set(name), key) if key not in seen else key  # a held-out prompt is seen everywhere
         if key in seen:
             exact.add(i)
         seen.add(key)

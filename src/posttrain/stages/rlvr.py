@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 from posttrain.data.formats import read_rows
+from posttrain import rlvr_batches
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
 from posttrain.stages.data import FILES
-from posttrain.training import checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably
+from posttrain.training import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably,
+                                world_size)
 from posttrain.store import finished, seal
 from posttrain.verifiers import verify
 
@@ -65,6 +67,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
 
     cfg = recipe.rlvr
     vllm = use_vllm(recipe)
+    batches = rlvr_batches.derive(cfg, world_size())  # the recipe's global sizes, per device
     return GRPOConfig(
         use_vllm=vllm,
         vllm_mode=cfg.vllm_mode,
@@ -76,7 +79,9 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         warmup_steps=cfg.warmup,
         beta=cfg.beta,
         num_generations=cfg.num_generations,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=batches.per_device,
+        gradient_accumulation_steps=batches.gradient_accumulation_steps,
+        steps_per_generation=batches.steps_per_generation,
         max_steps=cfg.max_steps,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length,
