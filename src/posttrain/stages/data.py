@@ -35,6 +35,12 @@ def prompt_text(row: dict) -> str:
     return " ".join(str(first or row.get("prompt", "")).split()).lower()
 
 
+def eval_text(row: dict) -> str:
+    """A benchmark item's own text (GSM8K question, MATH problem, MMLU question), not our prompt around it:
+    the words we add would dilute coverage, so a short question planted in training data would slip through."""
+    return row.get("question") or row.get("problem") or row["messages"][0]["content"]
+
+
 def eval_index(recipe: Recipe, splits: dict[str, list[dict]]) -> EvalIndex:
     cfg = recipe.data.decontamination
     index = EvalIndex(n=cfg.n)
@@ -51,7 +57,7 @@ def eval_index(recipe: Recipe, splits: dict[str, list[dict]]) -> EvalIndex:
     for name in {"gsm8k", "math500", "mmlu"} & set(cfg.eval_sets):
         from posttrain.evals import olmo
 
-        index.add(name, [row["messages"][0]["content"] for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
+        index.add(name, [eval_text(row) for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
     return index
 
 
