@@ -6,6 +6,7 @@ The reward is the verifier's verdict for the row's `dataset` (scaled by `verifie
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from posttrain.data.formats import read_rows
@@ -24,7 +25,19 @@ def _text(completion) -> str:
     return completion[-1]["content"] if isinstance(completion, list) else completion
 
 
-def make_reward(recipe: Recipe, eos_token_id: int):
+def counting(tally: Counter):
+    """`verify` that also counts, per row `dataset`, the completions scored and those verified right."""
+    def verify_and_count(completions, dataset, ground_truth, **_) -> list[float]:
+        scores = verify(completions, dataset=dataset, ground_truth=ground_truth)
+        for name, score in zip(dataset, scores):
+            tally[f"{name}/scored"] += 1
+            tally[f"{name}/verified"] += score > 0
+        return scores
+
+    return verify_and_count
+
+
+def make_reward(recipe: Recipe, eos_token_id: int, verify=verify):
     """TRL reward functions `(completions, **row_fields) -> list[float]`: the verifiable reward, and
     `accuracy` (the verifier's verdicts alone, weight 0: logged by TRL, never trained on, not re-verified)."""
     cfg = recipe.rlvr
@@ -96,7 +109,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
     )
 
 
-def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
+def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, verify=verify) -> list[dict]:
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -104,7 +117,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> l
                                  for r in rows])
     args = trainer_config(recipe, out_dir)
     trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, model=model, train_dataset=dataset,
-                                         reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
+                                         reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id, verify)),
                                          processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
@@ -113,7 +126,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> l
     return [h | {"accuracy": h.get("rewards/accuracy/mean")} for h in trainer.state.log_history if "reward" in h]
 
 
-def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path) -> list[dict]:
+def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, verify=verify) -> list[dict]:
     from posttrain import ppo as algorithm
 
     cfg = recipe.rlvr
@@ -140,7 +153,9 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
-    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir)
+    tally: Counter = Counter()
+    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir,
+                                                                  counting(tally))
     if history is None:  # not rank 0 of a distributed run
         return {}
     tokenizer.save_pretrained(out_dir)
@@ -149,6 +164,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
+        "by_dataset": dict(sorted(tally.items())),  # completions scored and verified right, per row `dataset`
         "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length") if k in h}
                 for h in history],
     }
