@@ -18,13 +18,14 @@ def data_dir(tmp_path):
     recipe = Recipe(name="t").override(data={"sft_rows": 0, "preference_prompts": 0, "rlvr_prompts": 0,
                                              "heldout_rows": 0, "decontamination": {"eval_sets": []},
                                              "sources": [{"name": "s", "path": write_jsonl(tmp_path / "s.jsonl",
-                                                                                           sft_rows(8)), "rows": 8}]})
+                                                                                           sft_rows(8)), "rows": 8}]},
+                                       eval={"benchmarks": ["humaneval"]})
     data.run(recipe, tmp_path / "data")
     return tmp_path / "data"
 
 
 def _recipe(bare_llama, template):
-    return Recipe(name="t").override(model={"base": bare_llama, "chat_template": template})
+    return Recipe(name="t").override(model={"base": bare_llama, "chat_template": template})  # default data
 
 
 def test_a_tokenizer_without_template_is_refused_naming_the_field(bare_llama, data_dir, tmp_path):

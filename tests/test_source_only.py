@@ -20,6 +20,7 @@ data:
     - {{name: pref-mix, path: {pref}, kind: preference, fraction: 1.0}}
     - {{name: rlvr-mix, path: {rlvr}, kind: rlvr, fraction: 1.0}}
 dpo: {{batch_size: 8, max_length: 64}}
+eval: {{benchmarks: [humaneval]}}
 preference: {{heldout_fraction: 0.25}}
 """
 
@@ -67,3 +68,10 @@ def test_preference_pairs_may_reuse_sft_prompts_when_sets_are_deduplicated_apart
     assert data.run(recipe, tmp_path / "across")["rows"]["preference_pairs"] == 4  # the default drops them
     apart = recipe.override(data={"dedup_across_sets": False, "near_duplicate_threshold": 1.0})  # as tulu3-8b
     assert data.run(apart, tmp_path / "apart")["rows"]["preference_pairs"] == 8
+
+
+def test_arithmetic_benchmark_without_heldout_rows_is_refused():
+    from posttrain.recipe import RecipeError, Recipe
+
+    with pytest.raises(RecipeError, match="eval.benchmarks: arithmetic is scored on data.heldout_rows, which is 0"):
+        Recipe(name="r").override(data={"heldout_rows": 0})

@@ -333,6 +333,8 @@ class Recipe(Section):
             from posttrain.rlvr_batches import cluster_world, derive
 
             derive(self.rlvr, cluster_world(self.cluster.rlvr))
+        if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows:
+            raise ValueError("eval.benchmarks: arithmetic is scored on data.heldout_rows, which is 0")
         return self
 
     def to_yaml(self) -> str:
