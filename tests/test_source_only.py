@@ -73,5 +73,5 @@ def test_preference_pairs_may_reuse_sft_prompts_when_sets_are_deduplicated_apart
 def test_arithmetic_benchmark_without_heldout_rows_is_refused():
     from posttrain.recipe import RecipeError, Recipe
 
-    with pytest.raises(RecipeError, match="eval.benchmarks: arithmetic is scored on data.heldout_rows, which is 0"):
+    with pytest.raises(RecipeError, match="recipe.data.heldout_rows: 0, but eval.benchmarks has arithmetic"):
         Recipe(name="r").override(data={"heldout_rows": 0})

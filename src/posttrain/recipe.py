@@ -334,7 +334,7 @@ class Recipe(Section):
 
             derive(self.rlvr, cluster_world(self.cluster.rlvr))
         if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows:
-            raise ValueError("eval.benchmarks: arithmetic is scored on data.heldout_rows, which is 0")
+            raise ValueError("recipe.data.heldout_rows: 0, but eval.benchmarks has arithmetic, which is scored on them")
         return self
 
     def to_yaml(self) -> str:
