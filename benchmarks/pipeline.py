@@ -14,26 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import direct
 from posttrain.recipe import load
-from posttrain.stages import base, data, dpo, preference, promote, rlvr, sft
-from posttrain.stages import eval as evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def direct(recipe, out: Path) -> None:
-    """Every stage in this process, in pipeline order, the way the components call them."""
-    data.run(recipe, out / "data")
-    base.run(recipe, out / "data", out / "base")
-    sft.run(recipe, out / "base", out / "data", out / "sft")
-    preference.run(recipe, out / "sft", out / "data", out / "pairs")
-    dpo.run(recipe, out / "sft", out / "pairs", out / "dpo")
-    rlvr.run(recipe, out / "dpo", out / "data", out / "rlvr")
-    models = {name: out / name for name in ("base", "sft", "dpo", "rlvr")}
-    evaluate.run(recipe, out / "data", models, out / "eval")
-    report = promote.decide(recipe, out / "eval", out / "gate")
-    if report["gate"]["passed"]:
-        promote.register(recipe, out / "rlvr", out / "gate")
 
 
 def main() -> None:
@@ -50,7 +34,7 @@ def main() -> None:
             out = Path(tmp) / side
             run_recipe = recipe.override(promote={"registry": (out / "registry").as_uri()})
             start = time.perf_counter()
-            direct(run_recipe, out) if side == "direct" else local.run(run_recipe, out)
+            direct.run(run_recipe, out) if side == "direct" else local.run(run_recipe, out)
             timings[side] = time.perf_counter() - start
     print(json.dumps({"benchmark": "pipeline", "ours": round(timings["pipeline"], 1),
                       "baseline": round(timings["direct"], 1), "unit": "s",

@@ -2,11 +2,12 @@
 
 from pathlib import Path  # no `from __future__ import annotations`: KFP reads real annotations
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 
 from posttrain import components as c
 from posttrain.pipelines.resources import apply
 from posttrain.recipe import Recipe
+from posttrain.sandbox import CLIENT_LABEL as SANDBOX_CLIENT_LABEL
 
 NAME = "tulu3"
 IR = Path(__file__).with_name("tulu3.yaml")
@@ -43,6 +44,8 @@ def build(recipe: Recipe):
                  "eval": scores, "gate": gate, "promote": promote}
         for stage, task in tasks.items():
             apply(task.set_display_name(stage), getattr(spec.cluster, stage))
+        for task in (data, pairs, rlvr, scores):  # they run model-written code: the sandbox's NetworkPolicy admits them
+            kubernetes.add_pod_label(task, *SANDBOX_CLIENT_LABEL)
         return gate.outputs["report"]
 
     return tulu3

@@ -96,3 +96,52 @@ def test_dockerfiles_pass_hadolint(dockerfile):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _sandbox(objects: list[dict]) -> dict[str, dict]:
+    return {o["kind"]: o for o in objects if o["metadata"]["name"] == "posttrain-sandbox"}
+
+
+def test_sandbox_service_is_locked_down_and_helm_agrees_with_kustomize(helm):
+    from posttrain.recipe import SandboxSection
+    from posttrain.sandbox import CLIENT_LABEL
+
+    rendered = {"kustomize": _sandbox(_kustomize("base")), "helm": _sandbox(_helm(helm))}
+    for source, objects in rendered.items():
+        assert set(objects) == {"ServiceAccount", "Deployment", "Service", "NetworkPolicy"}, source
+        assert objects["ServiceAccount"]["automountServiceAccountToken"] is False
+        pod = objects["Deployment"]["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "posttrain-sandbox"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+        assert {"mountPath": "/tmp", "name": "tmp"} in container["volumeMounts"]
+        assert next(v for v in pod["volumes"] if v["name"] == "tmp")["emptyDir"]["sizeLimit"]
+        args = dict(zip(container["args"][::2], container["args"][1::2]))
+        assert float(args["--timeout-s"]) > 0  # the per-request cap
+        defaults = SandboxSection()
+        assert (int(args["--memory-mb"]), int(args["--max-processes"]), int(args["--max-file-mb"])) == \
+            (defaults.memory_mb, defaults.max_processes, defaults.max_file_mb)
+        policy = objects["NetworkPolicy"]["spec"]
+        selected = policy["podSelector"]["matchLabels"]
+        assert selected.items() <= pod.get("labels", objects["Deployment"]["spec"]["template"]["metadata"]["labels"]).items()
+        assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"] and policy["egress"] == []  # no egress at all
+        (rule,) = policy["ingress"]
+        assert rule["from"] == [{"podSelector": {"matchLabels": dict([CLIENT_LABEL])}}]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    for kind in ("Deployment", "Service", "NetworkPolicy"):
+        assert rendered["helm"][kind]["spec"] == rendered["kustomize"][kind]["spec"], kind
+
+
+def test_the_stages_that_run_model_written_code_carry_the_label_the_sandbox_admits():
+    from posttrain.pipelines.tulu3 import IR
+    from posttrain.sandbox import CLIENT_LABEL
+
+    docs = list(yaml.safe_load_all(IR.read_text()))
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    labelled = {name for name, spec in executors.items() if spec.get("podMetadata", {}).get("labels") == dict([CLIENT_LABEL])}
+    assert labelled == {"exec-data", "exec-preference", "exec-rlvr", "exec-eval"}

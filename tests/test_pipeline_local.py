@@ -56,6 +56,7 @@ def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path)
         assert score["n"] == 16 and 0.0 <= score["score"] <= 1.0
     assert report["gate"]["passed"] and report["gate"]["reasons"] == []
     assert (tmp_path / "report.md").read_text().startswith("# posttrain report")
+    assert report["sandbox"] == "bwrap"  # HumanEval's programs ran in bubblewrap, and the report says so
 
     [entry_file] = _registry_entries(tmp_path / "registry")
     entry = json.loads(entry_file.read_text())

@@ -75,3 +75,14 @@ def test_recipe_is_frozen_and_override_revalidates():
     assert recipe.override(sft={"epochs": 3}).sft.epochs == 3
     with pytest.raises(RecipeError, match=r"recipe\.sft\.epochs"):
         recipe.override(sft={"epochs": 0})
+
+
+def test_the_run_seed_changes_every_sections_seed_and_zero_keeps_them():
+    recipe = load(ROOT / "recipes" / "tiny.yaml")
+    sections = ("data", "model", "sft", "preference", "dpo", "rlvr")
+    assert [recipe.seed_for(s) for s in sections] == [getattr(getattr(recipe, s), "seed", 0) for s in sections]
+    one, two = (recipe.model_validate({**recipe.model_dump(), "seed": seed}) for seed in (1, 2))
+    for section in sections:
+        assert one.seed_for(section) != two.seed_for(section) != recipe.seed_for(section)
+    assert len({one.seed_for(s) for s in sections}) == len(sections)  # stages do not share a stream
+    assert one.digest() != recipe.digest()

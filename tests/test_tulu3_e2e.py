@@ -1,6 +1,7 @@
 """recipes/tulu3-8b.yaml end to end through kfp.local on CPU. Changed: the three dataset paths (fixtures in the
 published schemas), model.base (a tiny Llama whose tokenizer has no chat template), sizes, and what a CPU
-without network needs (no DeepSpeed, offline benchmark copies instead of Hub names, a local registry)."""
+without network needs (no DeepSpeed, offline benchmark copies and our own eval engine instead of Hub names and
+lm-eval on vLLM, no published baselines to download, local bubblewrap for code, a local registry)."""
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,9 @@ def _recipe(tmp_path: Path):
         dpo=micro,
         rlvr={"deepspeed": "none", "num_generations": 4, "prompts_per_rollout": 4, "batch_size": 16,
               "gradient_accumulation_steps": 1, "max_steps": 3, "max_completion_length": 8},
-        eval={"benchmarks": ["gsm8k"], "hf_datasets": {}, "max_new_tokens": 4, "max_prompt_tokens": 128},
+        eval={"benchmarks": ["gsm8k"], "hf_datasets": {}, "max_new_tokens": 4, "max_prompt_tokens": 128,
+              "engine": "registry", "protocol_sampling": False, "baselines": {}, "counterparts": {}},
+        sandbox={"url": None},  # local bubblewrap instead of the cluster's code-execution service
         promote={"min_accuracy": {"gsm8k": 0.0}, "min_gain_over_base": -1.0,
                  "registry": (tmp_path / "registry").as_uri()},
     )

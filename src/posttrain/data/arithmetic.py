@@ -49,33 +49,49 @@ ANSWER = {
 }
 
 
-def scratchpad(a: int, b: int, operation: str) -> str:
-    """Column-by-column working, least significant digit first, with every carry or borrow written out."""
+def scratchpad(a: int, b: int, operation: str, slip: bool = False) -> tuple[str, int]:
+    """Column-by-column working, least significant digit first, with every carry or borrow written out, and
+    the answer it arrives at. `slip`: the carry or borrow into the leading column is forgotten (written as 0)."""
     width = max(len(str(a)), len(str(b)))
     xs, ys = str(a).zfill(width)[::-1], str(b).zfill(width)[::-1]
-    steps, carry = [], 0
-    for x, y in zip(map(int, xs), map(int, ys)):
+    steps, carry, digits = [], 0, []
+    for column, (x, y) in enumerate(zip(map(int, xs), map(int, ys))):
+        if slip and column == width - 1:
+            carry = 0
         if operation == "add":
             total = x + y + carry
             steps.append(f"{x}+{y}+{carry}={total}")
+            digits.append(total % 10)
             carry = total // 10
         else:
             top = x if x - y - carry >= 0 else x + 10
             steps.append(f"{top}-{y}-{carry}={top - y - carry}")
+            digits.append(top - y - carry)
             carry = 1 if top != x else 0
-    return ", ".join(steps)
+    value = carry * 10**width + sum(d * 10**i for i, d in enumerate(digits))
+    return ", ".join(steps), value
+
+
+def leading_carry(a: int, b: int, operation: str) -> bool:
+    """Whether working `a op b` carries or borrows into the leading column: where a teacher can slip."""
+    return scratchpad(a, b, operation, slip=True)[1] != answer(a, b, operation)
 
 
 def answer(a: int, b: int, operation: str) -> int:
     return a + b if operation == "add" else a - b
 
 
-def solution(a: int, b: int, operation: str, language: str) -> str:
-    """The worked solution of `a op b` in `language`, ending with the answer line the number verifier reads."""
+def solution(a: int, b: int, operation: str, language: str, slip: bool = False) -> str:
+    """The worked solution of `a op b` in `language`, ending with the answer line the number verifier reads.
+
+    `slip`: the solution of a teacher who forgets the carry or borrow into the leading column (a wrong answer
+    whenever `leading_carry`); the demo's SFT set has some, so that verifier-driven stages have work to do.
+    """
     sign = "+" if operation == "add" else "-"
     # Restating the operands first turns "find the digits in a sentence" into copying from a fixed place:
     # on the same data and seed, held-out accuracy after SFT went from 0.38 to 0.70 with it.
-    return f"{a}{sign}{b}: {scratchpad(a, b, operation)}. {ANSWER[language].format(n=answer(a, b, operation))}"
+    steps, value = scratchpad(a, b, operation, slip)
+    return f"{a}{sign}{b}: {steps}. {ANSWER[language].format(n=value)}"
 
 
 def render(a: int, b: int, operation: str, persona: dict, language: str) -> dict:

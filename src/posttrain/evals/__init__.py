@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from posttrain.evals import humaneval as _humaneval, ifeval as _ifeval_protocol, olmo as _olmo_protocols
+from posttrain.evals import hub as _hub_protocols
+from posttrain.evals.protocol import Protocol
 from posttrain.recipe import Recipe
 
 
@@ -19,6 +22,9 @@ class Benchmark:
     def max_new_tokens(self, recipe: Recipe) -> int:
         return recipe.eval.max_new_tokens_for.get(self.name, recipe.eval.max_new_tokens)
     score: Callable[[list[dict], list[str]], list[float]]
+    protocol: Protocol | None = None  # how it is asked and scored (None: our own held-out set, no published twin)
+    # further per-item scores reported beside `score` (IFEval: prompt-level loose and strict)
+    metrics: Callable[[list[dict], list[str]], dict[str, list[float]]] | None = None
 
 
 def _arithmetic_rows(recipe: Recipe, data_dir: Path) -> list[dict]:
@@ -80,11 +86,44 @@ def _ifeval(recipe: Recipe, data_dir: Path) -> list[dict]:
     return rows
 
 
+def _hub(name: str, example: str) -> Callable[[Recipe, Path], list[dict]]:
+    def rows(recipe: Recipe, data_dir: Path) -> list[dict]:
+        from posttrain.evals import hub
+
+        source = recipe.eval.hf_datasets.get(name)
+        if not source:
+            raise ValueError(f"benchmark {name}: not offline; name its dataset in recipe.eval.hf_datasets.{name} "
+                             f"(e.g. {example}) or a local directory in the same schema")
+        return getattr(hub, name)(source)
+
+    return rows
+
+
+def _loglikelihood_only(rows: list[dict], completions: list[str]) -> list[float]:
+    raise ValueError("benchmark truthfulqa: MC2 compares answer log-likelihoods; set recipe.eval.engine: lm_eval")
+
+
+def _hub_score(name: str) -> Callable[[list[dict], list[str]], list[float]]:
+    def score(rows: list[dict], completions: list[str]) -> list[float]:
+        from posttrain.evals import hub
+
+        return getattr(hub, f"{name}_score")(rows, completions)
+
+    return score
+
+
 BENCHMARKS = {
-    "gsm8k": Benchmark("gsm8k", "gsm8k", _olmo("gsm8k"), _verify),
-    "math500": Benchmark("math500", "math500", _olmo("math500"), _verify),
+    "gsm8k": Benchmark("gsm8k", "gsm8k", _olmo("gsm8k"), _verify, _olmo_protocols.GSM8K),
+    "math500": Benchmark("math500", "math500", _olmo("math500"), _verify, _olmo_protocols.MATH),
     "arithmetic": Benchmark("arithmetic", "heldout", _arithmetic_rows, _verify),
-    "ifeval": Benchmark("ifeval", "ifeval", _ifeval, _verify),
-    "mmlu": Benchmark("mmlu", "mmlu", _olmo("mmlu"), _verify),
-    "humaneval": Benchmark("humaneval", "humaneval", _humaneval_rows, _humaneval_score),
+    "ifeval": Benchmark("ifeval", "ifeval", _ifeval, _ifeval_protocol.loose, _ifeval_protocol.PROTOCOL,
+                        _ifeval_protocol.metrics),
+    "mmlu": Benchmark("mmlu", "mmlu", _olmo("mmlu"), _verify, _olmo_protocols.MMLU),
+    "humaneval": Benchmark("humaneval", "humaneval", _humaneval_rows, _humaneval_score, _humaneval.PROTOCOL),
+    # Tülu 3's Hub-only benchmarks (evals/hub.py); AlpacaEval 2 needs a judge: hub.win_rate
+    "bbh": Benchmark("bbh", "bbh", _hub("bbh", "lukaemon/bbh"), _hub_score("bbh"), _hub_protocols.BBH),
+    "drop": Benchmark("drop", "drop", _hub("drop", "ucinlp/drop"), _hub_score("drop"), _hub_protocols.DROP),
+    "popqa": Benchmark("popqa", "popqa", _hub("popqa", "akariasai/PopQA"), _hub_score("popqa"), _hub_protocols.POPQA),
+    "truthfulqa": Benchmark("truthfulqa", "truthfulqa", _hub("truthfulqa", "truthfulqa/truthful_qa"),
+                            _loglikelihood_only, _hub_protocols.TRUTHFULQA),
 }

@@ -5,8 +5,9 @@ Saved with `save_pretrained`, so every later stage loads it exactly as it would 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
+from posttrain.data.personas import PERSONAS
 from posttrain.recipe import TinyModel
 
 SPECIAL = {"pad": "<|pad|>", "eos": "<|end|>", "bos": "<|begin|>"}
@@ -53,6 +54,32 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "left"  # generation pads on the left; trainers set their own side
     return fast
+
+
+def tokenizer_corpus(problems_per_language: int = 1000) -> Iterator[str]:
+    """A fixed corpus for the tiny tokenizer: every synthetic family in every language, at a fixed seed.
+
+    Not the run's own data: a tokenizer trained on that moved with every change of the data mix, and with it
+    where SFT's sudden loss drop landed. This one depends on the code alone. Mostly math, as the demo's data
+    is: with ~250 merges, the share decides how many tokens a demo row takes.
+    """
+    import random
+
+    from posttrain.data import arithmetic, coding, instructions
+
+    rng = random.Random("tiny-tokenizer")
+    for language in arithmetic.ANSWER:
+        for i in range(problems_per_language):
+            operation = rng.choice(("add", "sub"))
+            a, b = arithmetic.operands(rng, 3, operation)
+            row = arithmetic.render(a, b, operation, rng.choice(PERSONAS), language)
+            yield row["messages"][0]["content"]
+            yield row["solution"]
+            for family, every in ((instructions, 20), (coding, 100)):
+                if i % every == 0:
+                    task = family.task(rng, language)
+                    yield task["messages"][0]["content"]
+                    yield task.get("solution", task["ground_truth"])
 
 
 def build(texts: Iterable[str], shape: TinyModel, out_dir: str | Path, seed: int = 0) -> int:

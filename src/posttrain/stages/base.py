@@ -1,6 +1,7 @@
 """base stage: the model post-training starts from.
 
-`model.base: tiny` builds a ~1M-parameter Llama and its tokenizer from the data stage's corpus; anything else
+`model.base: tiny` builds a ~1M-parameter Llama and its tokenizer (trained on a fixed corpus that does not depend on
+the run's data, `models/tiny.py`); anything else
 is a local path or Hub name, copied into the stage output with `save_pretrained` so the run's lineage
 holds the exact weights it started from, with the recipe's `model.chat_template` set on its tokenizer.
 """
@@ -11,15 +12,7 @@ from pathlib import Path
 
 from posttrain.models import chat_templates
 from posttrain.recipe import Recipe
-from posttrain.stages.data import FILES
-from posttrain.store import finished, read_jsonl, seal
-
-
-def _corpus(data_dir: Path):
-    for name in ("sft", "rlvr", "preference"):
-        for row in read_jsonl(data_dir / FILES[name]):
-            for message in row["messages"]:
-                yield message["content"]
+from posttrain.store import finished, seal
 
 
 def run(recipe: Recipe, data_dir: str | Path, out_dir: str | Path) -> dict:
@@ -29,9 +22,9 @@ def run(recipe: Recipe, data_dir: str | Path, out_dir: str | Path) -> dict:
     if done := finished(out_dir, "base", recipe.digest(), {"data": data_dir}):
         return done["summary"]
     if recipe.model.base == "tiny":
-        from posttrain.models.tiny import build
+        from posttrain.models.tiny import build, tokenizer_corpus
 
-        parameters = build(_corpus(data_dir), recipe.model.tiny, out_dir, seed=recipe.data.seed)
+        parameters = build(tokenizer_corpus(), recipe.model.tiny, out_dir, seed=recipe.seed_for("model"))
     else:
         from posttrain.generation import load
 

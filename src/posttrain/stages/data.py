@@ -14,9 +14,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from posttrain import generators
+from posttrain import generators, sandbox
 from posttrain.data import coding, instructions
-from posttrain.data.arithmetic import problems
+from posttrain.data.arithmetic import leading_carry, problems, solution
 from posttrain.data.decontaminate import EvalIndex, decontaminate
 from posttrain.data.dedup import near_duplicates
 from posttrain.data.sources import mix
@@ -38,7 +38,7 @@ def prompt_text(row: dict) -> str:
 def eval_text(row: dict) -> str:
     """A benchmark item's own text (GSM8K question, MATH problem, MMLU question), not our prompt around it:
     the words we add would dilute coverage, so a short question planted in training data would slip through."""
-    return row.get("question") or row.get("problem") or row["messages"][0]["content"]
+    return row.get("question") or row.get("problem") or row["messages"][-1]["content"]
 
 
 def eval_index(recipe: Recipe, splits: dict[str, list[dict]]) -> EvalIndex:
@@ -110,7 +110,8 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
     training = cfg.sft_rows + cfg.preference_prompts + cfg.rlvr_prompts
     seeds_needed = -(-int(training * 1.15 + 10) // (1 + syn.perturbations + syn.retellings))
     seen: set[str] = set()
-    stream = problems(cfg.seed, 4 * (cfg.heldout_rows + training), cfg.digits, cfg.operations, cfg.languages)
+    seed = recipe.seed_for("data")
+    stream = problems(seed, 4 * (cfg.heldout_rows + training), cfg.digits, cfg.operations, cfg.languages)
     if not cfg.heldout_rows + training:  # the arithmetic family is off: no math rows at all
         stream, seeds_needed = iter(()), 0
     heldout, dropped_h = _unique(stream, int(cfg.heldout_rows * 1.15) + 10, seen, 4 * cfg.heldout_rows + 40)
@@ -122,7 +123,7 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
         writer = ModelWriter(generators.from_config(syn.backend, model=syn.model, url=syn.url,
                                                     api_key_env=syn.api_key_env, concurrency=syn.concurrency,
                                                     cache_dir=str(cache_dir)),
-                             persona_descriptions(syn.personas), cfg.languages, random.Random(cfg.seed))
+                             persona_descriptions(syn.personas), cfg.languages, random.Random(seed))
         seeds = []
         for _ in range(4 if seeds_needed else 0):  # a model's answers fail verification at a rate nobody knows up front: ask again
             seeds += writer.math(seeds_needed - len(seeds), tally)
@@ -130,7 +131,7 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
                 break
     tally.exact_duplicates = dropped_h + (0 if writer else dropped_s)  # repeats in the template stream
 
-    rng = random.Random(f"{cfg.seed}:augment")
+    rng = random.Random(f"{seed}:augment")
     math = []
     for seed_row in seeds:
         math.append(seed_row)
@@ -156,8 +157,22 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
             groups[name] = writer.code(extra, tally) if name == "sft_code" else writer.ifeval(extra, tally)
         else:
             family = coding if name == "sft_code" else instructions
-            groups[name] = _template_family(family, name, cfg.seed, extra, cfg.languages, tally)
+            groups[name] = _template_family(family, name, seed, extra, cfg.languages, tally)
     return groups
+
+
+def teach(rows: list[dict], slip: float, rng: random.Random) -> int:
+    """Append each SFT row's assistant turn: its solution, or with probability `slip` (math rows that carry or
+    borrow into the leading column) the solution of a teacher who forgets that carry. Returns the slips."""
+    slips = 0
+    for row in rows:
+        content = row["solution"]
+        if slip and "operands" in row and leading_carry(*row["operands"], row["operation"]) and rng.random() < slip:
+            content = solution(*row["operands"], row["operation"], row["language"], slip=True)
+            row["teacher_slip"] = True
+            slips += 1
+        row["messages"] = row["messages"] + [{"role": "assistant", "content": content}]
+    return slips
 
 
 def _training_set(group: str) -> str:
@@ -173,9 +188,10 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     if done := finished(out_dir, "data", recipe.digest()):
         return json.loads((out_dir / "report.json").read_text())
 
+    sandbox.use(recipe.sandbox)  # synthesised code rows are checked by running them
     tally = Tally()
     groups = synthesise(recipe, Path(syn.cache_dir) if syn.cache_dir else out_dir / "generator-cache", tally)
-    mixed, quarantine, source_counts = mix(cfg.sources, cfg.seed, cfg.max_quarantine_fraction, cfg.max_row_chars)
+    mixed, quarantine, source_counts = mix(cfg.sources, recipe.seed_for("data"), cfg.max_quarantine_fraction, cfg.max_row_chars)
     for kind, rows in mixed.items():
         groups[f"source_{kind}"] = rows
     write_jsonl(out_dir / "quarantine.jsonl", quarantine)
@@ -231,8 +247,7 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
         offset += sizes[name]
     splits["sft"] += kept["sft_ifeval"][: syn.ifeval_rows] + kept["sft_code"][: syn.code_rows]
     splits["rlvr"] += kept["rlvr_ifeval"][: syn.rlvr_ifeval_rows]
-    for row in splits["sft"]:
-        row["messages"] = row["messages"] + [{"role": "assistant", "content": row["solution"]}]
+    slips = teach(splits["sft"], cfg.teacher_slip, random.Random(f"{recipe.seed_for('data')}:teacher"))
     for kind in ("sft", "rlvr"):
         splits[kind] += kept[f"source_{kind}"]
     splits["preference_pairs"] = kept["source_preference"]  # pairs, not prompts: the preference stage adds them
@@ -250,6 +265,7 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
                                "by_group": dict(sorted(dropped.items()))},
         "sources": source_counts,
         "quarantined": len(quarantine),
+        "teacher_slips": slips,
         "decontamination": contamination,
     }
     write_json(out_dir / "report.json", report)

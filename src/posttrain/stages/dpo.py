@@ -34,7 +34,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         max_length=cfg.max_length,
         precompute_ref_log_probs=True,  # the reference is frozen: score it once, not every step
-        seed=cfg.seed,
+        seed=recipe.seed_for("dpo"),
         **checkpoint_args(cfg.checkpoints),
         logging_steps=10,
         report_to="none",

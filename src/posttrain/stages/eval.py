@@ -10,10 +10,12 @@ import json
 import random
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
+from posttrain import sandbox
 from posttrain.evals import BENCHMARKS
+from posttrain.evals.protocol import cut, pass_at
+from posttrain.evals.records import gaps, record
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json
 
@@ -47,30 +49,38 @@ def promoted_model(recipe: Recipe, dest: Path) -> Path | None:
 
 
 def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) -> dict[str, dict]:
-    """Greedy completions of one model on every benchmark's rows, scored; per benchmark a result."""
+    """Completions of one model on every benchmark's rows, scored; per benchmark a score record. With
+    `eval.engine: lm_eval` the benchmarks lm-eval has run there, the rest here."""
+    results = {}
+    if recipe.eval.engine == "lm_eval":
+        from posttrain.evals import harness
+
+        if wanted := {name: rows for name, rows in suites.items() if name in harness.TASKS}:
+            results.update(harness.score(recipe, str(model_dir), wanted))
+    if not (rest := [name for name in suites if name not in results]):
+        return results
     from posttrain.generation import generate, load
 
     model, tokenizer = load(str(model_dir), trust_remote_code=recipe.model.trust_remote_code)
-    results = {}
-    for name, rows in suites.items():
-        benchmark = BENCHMARKS[name]
-        completions = [c[0] for c in generate(model, tokenizer, [r["messages"] for r in rows],
-                                              benchmark.max_new_tokens(recipe), recipe.eval.batch_size,
-                                              max_prompt_tokens=recipe.eval.max_prompt_tokens)]
-        outcomes = benchmark.score(rows, completions)
-        by_language = defaultdict(list)
-        for row, outcome in zip(rows, outcomes):
-            by_language[row.get("language", "en")].append(outcome)
-        low, high = bootstrap_ci(outcomes)
-        results[name] = {
-            "score": sum(outcomes) / len(outcomes),
-            "n": len(outcomes),
-            "ci95": [low, high],
-            "languages": {lang: {"score": sum(v) / len(v), "n": len(v)} for lang, v in sorted(by_language.items())},
-            "outcomes": outcomes,
-            "samples": [{"prompt": rows[i]["messages"][-1]["content"][-300:], "completion": completions[i][:300],
-                         "correct": bool(outcomes[i])} for i in range(min(3, len(rows)))],
-        }
+    for name in rest:
+        rows, benchmark = suites[name], BENCHMARKS[name]
+        protocol = benchmark.protocol if recipe.eval.protocol_sampling else None
+        n = protocol.samples if protocol else 1
+        samples = generate(model, tokenizer, [r["messages"] for r in rows], benchmark.max_new_tokens(recipe),
+                           recipe.eval.batch_size, num_samples=n, temperature=protocol.temperature if protocol else 0.0,
+                           seed=recipe.data.seed, max_prompt_tokens=recipe.eval.max_prompt_tokens)
+        stop = benchmark.protocol.stop if benchmark.protocol else ()
+        samples = [[cut(c, stop) for c in cs] for cs in samples]
+        completions = [c[0] for c in samples]
+        if n == 1:
+            outcomes = benchmark.score(rows, completions)
+            metrics = benchmark.metrics(rows, completions) if benchmark.metrics else None
+        else:  # pass@k over n samples per item, with the unbiased estimator
+            passed = benchmark.score([r for r in rows for _ in range(n)], [c for cs in samples for c in cs])
+            per_item = [passed[i * n:(i + 1) * n] for i in range(len(rows))]
+            outcomes = pass_at(per_item, protocol.k)
+            metrics = {"pass@1": pass_at(per_item, 1), f"pass@{protocol.k}": outcomes}
+        results[name] = record(rows, outcomes, completions, metrics=metrics)
     return results
 
 
@@ -81,20 +91,29 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suites = {name: BENCHMARKS[name].rows(recipe, data_dir) for name in recipe.eval.benchmarks}
+    sandbox.use(recipe.sandbox)  # HumanEval's and code rows' programs run where the recipe says, or nowhere
     candidate, baseline = list(models)[-1], list(models)[0]
     with tempfile.TemporaryDirectory() as tmp:
         if promoted := promoted_model(recipe, Path(tmp) / "promoted"):
             models = {"promoted": promoted, **models}
-        by_model = {label: score_model(recipe, Path(path), suites) for label, path in models.items()}
-    results = {name: {label: by_model[label][name] for label in models} for name in suites}
+        if clash := sorted(set(recipe.eval.baselines) & set(models)):
+            raise ValueError(f"recipe.eval.baselines: labels {clash} are already this run's models")
+        by_model = {label: score_model(recipe, Path(path), suites)
+                    for label, path in {**models, **recipe.eval.baselines}.items()}
+    labels = [*models, *recipe.eval.baselines]
+    results = {name: {label: by_model[label][name] for label in labels} for name in suites}
     for name, by_label in results.items():
         print("eval: " + name + ": " + ", ".join(f"{label} {r['score']:.3f}" for label, r in by_label.items())
               + f" (n={len(suites[name])})")
     decontamination = json.loads((data_dir / "report.json").read_text()).get("decontamination")
+    pairs = [(stage, label) for stage, label in recipe.eval.counterparts.items() if stage in models] or [
+        (candidate, label) for label in recipe.eval.baselines]
     scores = {"candidate": candidate, "baseline": baseline, "promoted": "promoted" if promoted else None,
-              "models": list(models), "benchmarks": results,
+              "models": labels, "benchmarks": results,
+              "baselines": dict(recipe.eval.baselines), "gaps": gaps(results, pairs) if pairs else {},
               "data": {"decontaminated_against": list(recipe.data.decontamination.eval_sets) if decontamination else [],
-                       "eval_sets": {name: BENCHMARKS[name].eval_set for name in suites}}}
+                       "eval_sets": {name: BENCHMARKS[name].eval_set for name in suites}},
+              "sandbox": sandbox.isolation_used(recipe.sandbox)}  # how model-written code was boxed; None: none ran
     write_json(out_dir / "scores.json", scores)
     seconds = time.perf_counter() - start
     summary = {f"{label}/{name}" if len(results) > 1 else label: round(r["score"], 4)

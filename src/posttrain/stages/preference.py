@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from statistics import mean
 
+from posttrain import sandbox
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
 from posttrain.stages.data import FILES
@@ -75,11 +76,12 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         return done["summary"]
     rows = read_rows(data_dir / FILES["preference"], "rlvr")
     completions, pairs, skipped, judge = [], [], 0, None
-    rng = random.Random(cfg.seed)
+    rng = random.Random(recipe.seed_for("preference"))
+    sandbox.use(recipe.sandbox)  # the verifier judge runs code rows' programs
     if rows:  # prompts to sample on; a recipe may bring all its pairs from sources instead
         model, tokenizer = load(str(policy_dir), trust_remote_code=recipe.model.trust_remote_code)
         completions = generate(model, tokenizer, [r["messages"] for r in rows], cfg.max_new_tokens, cfg.batch_size,
-                               num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=cfg.seed)
+                               num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=recipe.seed_for("preference"))
         if cfg.include_reference:  # off-policy: the reference solution joins the on-policy samples
             completions = [samples + [row["solution"]] for samples, row in zip(completions, rows, strict=True)]
         judge = make_judge(recipe)

@@ -69,6 +69,9 @@ def decide(recipe: Recipe, eval_dir: str | Path, out_dir: str | Path) -> dict:
             for name, by_model in scores["benchmarks"].items()
         },
         "gate": decision,
+        "sandbox": scores.get("sandbox"),  # how the eval's model-written code was boxed
+        "baselines": scores.get("baselines", {}),  # label -> Hub name or path, scored by the same harness
+        "gaps": scores.get("gaps", {}),  # benchmark -> [{model, baseline, gap, ci95}], paired on the same items
     }
     write_json(out_dir / "report.json", report)
     (out_dir / "report.md").write_text(render_markdown(report))

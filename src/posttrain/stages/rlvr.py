@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from posttrain import sandbox
 from posttrain.data.formats import read_rows
 from posttrain import rlvr_batches
 from posttrain.recipe import Recipe
@@ -98,7 +99,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         max_steps=cfg.max_steps,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length,
-        seed=cfg.seed,
+        seed=recipe.seed_for("rlvr"),
         **checkpoint_args(cfg.checkpoints),
         logging_steps=max(1, cfg.max_steps // 100),  # the progress plot gets up to ~100 points
         reward_weights=[1.0, 0.0],  # verifiable_reward, accuracy (logged only)
@@ -135,7 +136,7 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, verif
         warmup_steps=round(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * cfg.max_steps),
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
-        clip=cfg.clip, lam=cfg.gae_lambda, seed=cfg.seed)
+        clip=cfg.clip, lam=cfg.gae_lambda, seed=recipe.seed_for("rlvr"))
     history = algorithm.train(model, tokenizer, rows, verify, settings)
     model.save_pretrained(out_dir)
     return history
@@ -153,6 +154,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
+    sandbox.use(recipe.sandbox)  # code rows' programs run where the recipe says, or nowhere
     tally: Counter = Counter()
     history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir,
                                                                   counting(tally))
@@ -167,6 +169,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "by_dataset": dict(sorted(tally.items())),  # completions scored and verified right, per row `dataset`
         "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length") if k in h}
                 for h in history],
+        "sandbox": sandbox.isolation_used(recipe.sandbox),  # how model-written code was boxed; None: no code ran
     }
     (out_dir / "progress.html").write_text(render_progress(summary))
     seconds = time.perf_counter() - start

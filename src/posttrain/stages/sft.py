@@ -28,7 +28,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         packing=cfg.packing,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         assistant_only_loss=True,
-        seed=cfg.seed,
+        seed=recipe.seed_for("sft"),
         **checkpoint_args(cfg.checkpoints),
         logging_steps=25,
         report_to="none",

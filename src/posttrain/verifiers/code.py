@@ -1,61 +1,24 @@
-"""Code verifier: run the program with its tests in a sandboxed subprocess; 1.0 when it exits cleanly.
+"""Code verifier: run the program with its tests in the sandbox; 1.0 when it exits cleanly.
 
-The child gets an isolated interpreter (`python -I`), its own empty working directory, CPU-time, memory
-and file-size limits, a wall-clock timeout that kills its whole process group, and, where the kernel
-allows unprivileged user namespaces, no network (`unshare -rn`).
+Where and how programs run is `posttrain.sandbox`'s business (chosen by `recipe.sandbox`, failing closed):
+bubblewrap on this machine (no network, only its own working directory and the interpreter, read-only,
+rlimits, a timeout that kills the whole process tree), or the code-execution service on a cluster.
 """
 from __future__ import annotations
 
-import functools
-import os
 import re
-import resource
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
+
+from posttrain import sandbox
 
 
-@functools.cache
-def _no_network_prefix() -> tuple[str, ...]:
-    unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode == 0:
-        return (unshare, "-rn")
-    return ()
+def run_programs(programs: list[str], timeout_s: float | None = None) -> list[bool]:
+    """For each program, True when it exits with status 0 within the limits (`recipe.sandbox`, concurrently)."""
+    return sandbox.current().run(programs, timeout_s)
 
 
-def _limits(cpu_s: int, memory_mb: int) -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def run_program(program: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> bool:
+def run_program(program: str, timeout_s: float | None = None) -> bool:
     """True when `program` exits with status 0 within the limits."""
-    with tempfile.TemporaryDirectory(prefix="posttrain-sandbox-") as workdir:
-        path = os.path.join(workdir, "program.py")
-        with open(path, "w") as handle:
-            handle.write(program)
-        command = [*_no_network_prefix(), sys.executable, "-I", path]
-        child = subprocess.Popen(command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True, env={"PATH": "/usr/bin:/bin"},
-                                 preexec_fn=lambda: _limits(int(timeout_s) + 1, memory_mb))
-        try:
-            return child.wait(timeout=timeout_s) == 0
-        except subprocess.TimeoutExpired:
-            return False
-        finally:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-
-
-def run_programs(programs: list[str], timeout_s: float = 10.0, memory_mb: int = 1024, workers: int = 4) -> list[bool]:
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda p: run_program(p, timeout_s, memory_mb), programs))
+    return run_programs([program], timeout_s)[0]
 
 
 _BLOCK = re.compile(r"```(?:python|py)?\n(.*?)(?:```|$)", re.S)
