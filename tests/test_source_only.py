@@ -19,7 +19,7 @@ data:
     - {{name: sft-mix, path: {sft}, kind: sft, fraction: 1.0}}
     - {{name: pref-mix, path: {pref}, kind: preference, fraction: 1.0}}
     - {{name: rlvr-mix, path: {rlvr}, kind: rlvr, fraction: 1.0}}
-dpo: {{batch_size: 8, max_length: 64}}
+dpo: {{batch_size: 8, max_length: 192}}
 eval: {{benchmarks: [humaneval]}}
 preference: {{heldout_fraction: 0.25}}
 """
