@@ -32,10 +32,10 @@ def _recipe(tmp_path: Path):
         dpo=micro,
         rlvr={"deepspeed": "none", "num_generations": 4, "prompts_per_rollout": 4, "batch_size": 16,
               "gradient_accumulation_steps": 1, "max_steps": 3, "max_completion_length": 8},
-        eval={"benchmarks": ["gsm8k"], "hf_datasets": {}, "max_new_tokens": 4, "max_prompt_tokens": 128,
+        eval={"benchmarks": ["humaneval"], "hf_datasets": {}, "max_new_tokens": 4, "max_prompt_tokens": 128,
               "engine": "registry", "protocol_sampling": False, "baselines": {}, "counterparts": {}},
         sandbox={"url": None},  # local bubblewrap instead of the cluster's code-execution service
-        promote={"min_accuracy": {"gsm8k": 0.0}, "min_gain_over_base": -1.0,
+        promote={"min_accuracy": {"humaneval": 0.0}, "min_gain_over_base": -1.0,
                  "registry": (tmp_path / "registry").as_uri()},
     )
 
