@@ -24,8 +24,9 @@ def _leaves(data, prefix=()):
 
 LEAVES = sorted(_leaves(RESOLVED))
 NEVER_VALID = [{"bad": [1]}, [[{}]], {"nested": {"deeper": None}}]  # no field of any type accepts these
-POSITIVE = [p for p in LEAVES if p[-1] in {"learning_rate", "epochs", "batch_size", "max_length", "sft_rows",
-                                           "heldout_rows", "max_new_tokens", "max_steps"}] + [("dpo", "beta")]
+POSITIVE = [p for p in LEAVES if p[-1] in {"learning_rate", "epochs", "batch_size", "max_length",
+                                           "max_new_tokens", "max_steps"}] + [("dpo", "beta")]
+NON_NEGATIVE = [("data", "sft_rows"), ("data", "heldout_rows")]  # 0: that part of the data is off
 NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=3, max_size=12)
 
 
@@ -41,6 +42,8 @@ def _set(data, path, value):
 recipes = st.one_of(
     st.tuples(st.sampled_from(LEAVES), st.sampled_from(NEVER_VALID)).map(lambda t: (_set(RESOLVED, *t), t[0])),
     st.tuples(st.sampled_from(POSITIVE), st.sampled_from([0, -1, -0.5, -1e9])).map(
+        lambda t: (_set(RESOLVED, *t), t[0])),
+    st.tuples(st.sampled_from(NON_NEGATIVE), st.sampled_from([-1, -0.5, -1e9])).map(
         lambda t: (_set(RESOLVED, *t), t[0])),
     st.tuples(st.sampled_from(sorted({p[:-1] for p in LEAVES})), NAME).filter(
         lambda t: t[1] not in {p[-1] for p in LEAVES}).map(

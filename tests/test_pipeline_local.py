@@ -34,7 +34,7 @@ def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path)
         assert manifest["stage"] == stage
         assert files <= set(manifest["files"]), f"{stage} is missing {files - set(manifest['files'])}"
     assert stages["data"]["summary"]["rows"] == {"heldout": 16, "heldout_ifeval": 8, "sft": 64 + 8 + 4,
-                                                 "preference": 16, "rlvr": 16 + 4}
+                                                 "preference": 16, "rlvr": 16 + 4, "preference_pairs": 0}
     rlvr = stages["rlvr"]["summary"]
     assert rlvr["steps"] == 2 and [e["step"] for e in rlvr["log"]] == [1, 2]
     assert all(0.0 <= e["accuracy"] <= 1.0 for e in rlvr["log"])

@@ -46,6 +46,9 @@ class ModelSection(Section):
     base: str = "tiny"  # "tiny" builds a model from scratch; otherwise a local path or a Hugging Face Hub name
     trust_remote_code: bool = False
     tiny: TinyModel = TinyModel()
+    # Set on the base model's tokenizer before training: "tulu" (Tülu 3's template, posttrain.models.chat_templates)
+    # or a Jinja template. None keeps the tokenizer's own, which must have {% generation %} markers.
+    chat_template: str | None = None
 
 
 class Decontamination(Section):
@@ -105,10 +108,10 @@ class Synthesis(Section):
 
 class DataSection(Section):
     seed: int = 0
-    sft_rows: int = Field(20_000, gt=0)  # synthetic SFT conversations
+    sft_rows: int = Field(20_000, ge=0)  # synthetic SFT conversations; 0 with heldout_rows etc.: no arithmetic
     preference_prompts: int = Field(1_000, ge=0)  # prompts the preference stage samples on
     rlvr_prompts: int = Field(2_000, ge=0)  # prompts with ground truth for RLVR
-    heldout_rows: int = Field(500, gt=0)  # evaluation items, never trained on
+    heldout_rows: int = Field(500, ge=0)  # evaluation items, never trained on
     digits: int = Field(3, ge=1, le=6)  # operand size of the arithmetic word problems
     operations: tuple[Literal["add", "sub"], ...] = Field(("add", "sub"), min_length=1)
     languages: tuple[Literal["en", "de", "fr", "es", "it", "pt"], ...] = Field(
@@ -120,6 +123,10 @@ class DataSection(Section):
     sources: tuple[Source, ...] = ()  # mixed into the synthetic sets, deduplicated and decontaminated with them
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)  # of a source's rows; above it the stage fails
     max_row_chars: int = Field(200_000, gt=0)  # longer rows are quarantined
+    # Exact prompt dedup across the training sets too (one prompt in SFT or preference or RLVR). False: only
+    # within each set and against held-out items (Tülu 3 reused SFT prompts for its preference pairs). The
+    # near-duplicate pass always compares across sets: turn it off (1.0) with this.
+    dedup_across_sets: bool = True
     # Share of the SFT set's math solutions written by a simulated teacher who forgets the carry or borrow into
     # the leading column (only problems that have one; their answer is then wrong). Ground truth, held-out,
     # preference and RLVR rows stay right. Like distilled data from a weaker model: SFT imitates the slip, and
@@ -222,7 +229,7 @@ class RLVRSection(Optimisation):
     warmup: Warmup = 0.0  # a fraction of max_steps when < 1
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
     num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
-    batch_size: int = Field(64, gt=0)  # completions per optimizer step, a multiple of num_generations
+    batch_size: int = Field(64, gt=0)  # completions per optimizer update, global (posttrain.rlvr_batches)
     max_steps: int = Field(80, gt=0)  # optimizer steps
     temperature: float = Field(1.0, gt=0)
     max_completion_length: int = Field(90, gt=0)  # tokens
@@ -237,6 +244,10 @@ class RLVRSection(Optimisation):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_server_url: str | None = None
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
+    # Global, like batch_size: prompts per rollout, each sampled num_generations times; the rollout's completions
+    # are split into updates of batch_size. 0: batch_size / num_generations (one update per rollout).
+    prompts_per_rollout: int = Field(0, ge=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)  # micro-steps per device per update (GRPO)
 
     @model_validator(mode="after")
     def _batches(self) -> "RLVRSection":
@@ -453,6 +464,16 @@ class Recipe(Section):
     cluster: Cluster = Cluster()
     sandbox: SandboxSection = SandboxSection()
     tracking: TrackingSection = TrackingSection()
+
+    @model_validator(mode="after")
+    def _rlvr_batches_divide(self) -> "Recipe":
+        if self.rlvr.algorithm == "grpo":  # PPO (posttrain.ppo) runs in one process
+            from posttrain.rlvr_batches import cluster_world, derive
+
+            derive(self.rlvr, cluster_world(self.cluster.rlvr))
+        if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows:
+            raise ValueError("recipe.data.heldout_rows: 0, but eval.benchmarks has arithmetic, which is scored on them")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -1,6 +1,8 @@
 """Decontamination: drop training rows that overlap an evaluation item, with a report of what matched.
 
-Text is normalised (lower case, punctuation dropped, whitespace collapsed) and cut into word n-grams
+Text is normalised (Unicode NFKC, lower case, whitespace collapsed) two ways, and an item matches under
+either: punctuation deleted where it stands ("1,000" = "1000", "don't" = "dont", for copies with punctuation
+stripped) and punctuation as a word break ("2+2" = "2 + 2"). Each is cut into word n-grams
 (default 8, as Tülu 3). An inverted index maps each eval n-gram to the items holding it, so a training row
 costs one hash lookup per n-gram however many eval items there are. A row is contaminated when, for some
 eval item, it covers more than `threshold` of that item's n-grams; items shorter than n count as one
@@ -9,13 +11,22 @@ n-gram (the whole item), which makes verbatim short items an exact match.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+_PUNCTUATION = re.compile(r"[^\w\s]")
 _WORD = re.compile(r"\w+")
 
 
+def normalisations(text: str) -> tuple[list[str], list[str]]:
+    """(words with punctuation deleted, words split at punctuation)."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _PUNCTUATION.sub("", text).split(), _WORD.findall(text)
+
+
 def normalise(text: str) -> list[str]:
+    """Words split at punctuation, lower case (what near-duplicate dedup compares)."""
     return _WORD.findall(text.lower())
 
 
@@ -37,26 +48,28 @@ class EvalIndex:
 
     def add(self, eval_set: str, texts: list[str]) -> None:
         for i, text in enumerate(texts):
-            words = normalise(text)
-            grams = ngrams(words, self.n)
-            if not grams:
-                continue
-            if len(words) < self.n:
-                self.short_lengths.add(len(words))
-            item = len(self.names)
-            self.names.append(f"{eval_set}/{i}")
-            self.sizes.append(len(grams))
-            for gram in grams:
-                self.postings[gram].append(item)
+            variants = normalisations(text)
+            for words in variants[: 2 if variants[0] != variants[1] else 1]:  # each is an item of the same name
+                grams = ngrams(words, self.n)
+                if not grams:
+                    continue
+                if len(words) < self.n:
+                    self.short_lengths.add(len(words))
+                item = len(self.names)
+                self.names.append(f"{eval_set}/{i}")
+                self.sizes.append(len(grams))
+                for gram in grams:
+                    self.postings[gram].append(item)
 
     def match(self, text: str, threshold: float) -> tuple[str, float] | None:
         """The eval item `text` covers most, when that coverage passes `threshold`."""
         hits: Counter[int] = Counter()
         postings = self.postings
-        words = normalise(text)
-        grams = ngrams(words, self.n)
-        for k in self.short_lengths:  # a short item is one k-gram: look for it anywhere in the row
-            grams |= {hash(tuple(words[i : i + k])) for i in range(len(words) - k + 1)}
+        grams: set[int] = set()
+        for words in normalisations(text):
+            grams |= ngrams(words, self.n)
+            for k in self.short_lengths:  # a short item is one k-gram: look for it anywhere in the row
+                grams |= {hash(tuple(words[i : i + k])) for i in range(len(words) - k + 1)}
         for gram in grams:
             items = postings.get(gram)
             if items:

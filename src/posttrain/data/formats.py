@@ -13,7 +13,8 @@ from typing import Literal
 Kind = Literal["sft", "preference", "rlvr"]
 # The data stage's artifact: split -> file name. Every stage that reads the data artifact finds its split here.
 FILES = {"sft": "sft.jsonl", "preference": "preference.jsonl", "rlvr": "rlvr.jsonl", "heldout": "heldout.jsonl",
-         "heldout_ifeval": "heldout_ifeval.jsonl"}
+         "heldout_ifeval": "heldout_ifeval.jsonl",
+         "preference_pairs": "preference_pairs.jsonl"}
 ROLES = {"system", "user", "assistant"}
 
 

@@ -3,13 +3,14 @@
 `model.base: tiny` builds a ~1M-parameter Llama and its tokenizer (trained on a fixed corpus that does not depend on
 the run's data, `models/tiny.py`); anything else
 is a local path or Hub name, copied into the stage output with `save_pretrained` so the run's lineage
-holds the exact weights it started from.
+holds the exact weights it started from, with the recipe's `model.chat_template` set on its tokenizer.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from posttrain.models import chat_templates
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal
 
@@ -35,6 +36,7 @@ def run(recipe: Recipe, data_dir: str | Path, out_dir: str | Path) -> dict:
         tokenizer.padding_side = "left"  # as generation.load leaves it: later stages read this tokenizer
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        chat_templates.apply(tokenizer, recipe.model.chat_template, recipe.model.base)  # refused before training
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         parameters = model.num_parameters()

@@ -2,7 +2,9 @@
 
 Writes `sft.jsonl` (`messages`), `preference.jsonl` and `rlvr.jsonl` (`messages`, `ground_truth`,
 `dataset`), `heldout.jsonl` (same, never trained on), `heldout_ifeval.jsonl` (held-out instruction-following
-tasks, for the `ifeval` benchmark when no IFEval dataset is named) and `report.json` with counts.
+tasks, for the `ifeval` benchmark when no IFEval dataset is named), `preference_pairs.jsonl` (the
+`kind: preference` sources' chosen/rejected pairs, which DPO trains on beside the judged on-policy pairs) and
+`report.json` with counts. Every part is optional: a recipe may take all its sets from sources.
 """
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ def prompt_text(row: dict) -> str:
     return " ".join(str(first or row.get("prompt", "")).split()).lower()
 
 
+def eval_text(row: dict) -> str:
+    """A benchmark item's own text (GSM8K question, MATH problem, MMLU question), not our prompt around it:
+    the words we add would dilute coverage, so a short question planted in training data would slip through."""
+    return row.get("question") or row.get("problem") or row["messages"][-1]["content"]
+
+
 def eval_index(recipe: Recipe, splits: dict[str, list[dict]]) -> EvalIndex:
     cfg = recipe.data.decontamination
     index = EvalIndex(n=cfg.n)
@@ -46,8 +54,7 @@ def eval_index(recipe: Recipe, splits: dict[str, list[dict]]) -> EvalIndex:
     for name in {"gsm8k", "math500", "mmlu"} & set(cfg.eval_sets):
         from posttrain.evals import olmo
 
-        # the last turn is the item itself; earlier turns are the protocol's few-shot exemplars
-        index.add(name, [row["messages"][-1]["content"] for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
+        index.add(name, [eval_text(row) for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
     return index
 
 
@@ -56,7 +63,7 @@ def decontaminate_splits(recipe: Recipe, splits: dict[str, list[dict]]) -> dict:
     cfg = recipe.data.decontamination
     index = eval_index(recipe, splits)
     report = {}
-    for name in ("sft", "preference", "rlvr"):
+    for name in ("sft", "preference", "rlvr", "preference_pairs"):
         splits[name], report[name] = decontaminate(splits[name], index, cfg.threshold)
         share = report[name]["rows_removed"] / max(1, report[name]["rows_scanned"])
         if cfg.action == "fail" and share > cfg.fail_above:
@@ -102,6 +109,8 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
     seen: set[str] = set()
     seed = recipe.seed_for("data")
     stream = problems(seed, 4 * (cfg.heldout_rows + training), cfg.digits, cfg.operations, cfg.languages)
+    if not cfg.heldout_rows + training:  # the arithmetic family is off: no math rows at all
+        stream, seeds_needed = iter(()), 0
     heldout, dropped_h = _unique(stream, int(cfg.heldout_rows * 1.15) + 10, seen, 4 * cfg.heldout_rows + 40)
     writer = None
     if syn.backend == "template":
@@ -113,7 +122,7 @@ def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[
                                                     cache_dir=str(cache_dir)),
                              persona_descriptions(syn.personas), cfg.languages, random.Random(seed))
         seeds = []
-        for _ in range(4):  # a model's answers fail verification at a rate nobody knows up front: ask again
+        for _ in range(4 if seeds_needed else 0):  # a model's answers fail verification at a rate nobody knows up front: ask again
             seeds += writer.math(seeds_needed - len(seeds), tally)
             if len(seeds) >= seeds_needed:
                 break
@@ -163,6 +172,11 @@ def teach(rows: list[dict], slip: float, rng: random.Random) -> int:
     return slips
 
 
+def _training_set(group: str) -> str:
+    """The set a group's rows train in: sources by kind; synthetic groups each their own."""
+    return group.removeprefix("source_").split("_")[0]
+
+
 def run(recipe: Recipe, out_dir: str | Path) -> dict:
     start = time.perf_counter()
     cfg, syn = recipe.data, recipe.data.synthesis
@@ -182,10 +196,12 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     # Exact, then near-duplicate (MinHash) dedup on the prompt, within and across every group and source, in
     # priority order: held-out items first, so no training row repeats or nearly repeats one.
     order = [(name, row) for name, rows in groups.items() for row in rows]
-    seen: set[str] = set()
+    seen: set = set()
     exact: set[int] = set()
-    for i, (_, row) in enumerate(order):
+    for i, (name, row) in enumerate(order):
         key = prompt_text(row)
+        if not cfg.dedup_across_sets and not name.startswith("heldout"):
+            key = (_training_set(name), key) if key not in seen else key  # a held-out prompt is seen everywhere
         if key in seen:
             exact.add(i)
         seen.add(key)
@@ -229,8 +245,9 @@ def run(recipe: Recipe, out_dir: str | Path) -> dict:
     splits["sft"] += kept["sft_ifeval"][: syn.ifeval_rows] + kept["sft_code"][: syn.code_rows]
     splits["rlvr"] += kept["rlvr_ifeval"][: syn.rlvr_ifeval_rows]
     slips = teach(splits["sft"], cfg.teacher_slip, random.Random(f"{recipe.seed_for('data')}:teacher"))
-    for kind in ("sft", "preference", "rlvr"):
+    for kind in ("sft", "rlvr"):
         splits[kind] += kept[f"source_{kind}"]
+    splits["preference_pairs"] = kept["source_preference"]  # pairs, not prompts: the preference stage adds them
     contamination = decontaminate_splits(recipe, splits)
     for name, split in splits.items():
         write_jsonl(out_dir / FILES[name], split)

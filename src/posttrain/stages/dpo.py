@@ -5,6 +5,7 @@ Reports the chosen-vs-rejected log-prob margin on held-out pairs before and afte
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from posttrain import checkpoints
@@ -62,7 +63,8 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
-    train = Dataset.from_list([to_trl(p) for p in read_rows(pairs_dir / "pairs.jsonl", "preference")])
+    rows = read_rows(pairs_dir / "pairs.jsonl", "preference")
+    train = Dataset.from_list([to_trl(p) for p in rows])
     heldout = read_rows(pairs_dir / "heldout_pairs.jsonl", "preference")
     from posttrain.devices import accelerator
 
@@ -80,6 +82,7 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir).to(accelerator())
     margin_after = preference_margin(trained.eval(), tokenizer, heldout)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),
+               "pairs_by_origin": dict(Counter(p.get("origin", "on_policy") for p in rows)),
                "resumed_from": resume.name if resume else None,
                "resumed_from_path": str(resume) if resume else None,
                "heldout_margin_before": round(margin_before, 4), "heldout_margin_after": round(margin_after, 4),

@@ -1,4 +1,5 @@
-"""preference stage: on-policy completions judged into chosen/rejected pairs (Tülu's preference format).
+"""preference stage: on-policy completions judged into chosen/rejected pairs (Tülu's preference format), mixed
+with the off-policy pairs of the recipe's `kind: preference` sources, as Tülu 3 mixed both.
 
 Writes `pairs.jsonl` for training and `heldout_pairs.jsonl` for measuring the DPO margin, plus
 `report.json` with pair statistics.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from statistics import mean
 
@@ -56,6 +58,12 @@ def judge_pairs(judge, rows: list[dict], completions: list[list[str]], rng: rand
     return pairs, skipped
 
 
+def source_pairs(data_dir: Path) -> list[dict]:
+    """The data stage's pairs from `kind: preference` sources (absent in artifacts older than that file)."""
+    path = data_dir / FILES["preference_pairs"]
+    return read_rows(path, "preference") if path.exists() else []
+
+
 def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
     from posttrain.generation import generate, load
 
@@ -66,15 +74,21 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     if done := finished(out_dir, "preference", recipe.digest(), {"policy": policy_dir, "data": data_dir}):
         return done["summary"]
     rows = read_rows(data_dir / FILES["preference"], "rlvr")
-    sandbox.use(recipe.sandbox)  # the verifier judge runs code rows' programs
-    model, tokenizer = load(str(policy_dir), trust_remote_code=recipe.model.trust_remote_code)
-    completions = generate(model, tokenizer, [r["messages"] for r in rows], cfg.max_new_tokens, cfg.batch_size,
-                           num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=recipe.seed_for("preference"))
-    if cfg.include_reference:  # off-policy: the reference solution joins the on-policy samples
-        completions = [samples + [row["solution"]] for samples, row in zip(completions, rows, strict=True)]
+    completions, pairs, skipped, judge = [], [], 0, None
     rng = random.Random(recipe.seed_for("preference"))
-    judge = make_judge(recipe)
-    pairs, skipped = judge_pairs(judge, rows, completions, rng)
+    sandbox.use(recipe.sandbox)  # the verifier judge runs code rows' programs
+    if rows:  # prompts to sample on; a recipe may bring all its pairs from sources instead
+        model, tokenizer = load(str(policy_dir), trust_remote_code=recipe.model.trust_remote_code)
+        completions = generate(model, tokenizer, [r["messages"] for r in rows], cfg.max_new_tokens, cfg.batch_size,
+                               num_samples=cfg.samples_per_prompt, temperature=cfg.temperature, seed=recipe.seed_for("preference"))
+        if cfg.include_reference:  # off-policy: the reference solution joins the on-policy samples
+            completions = [samples + [row["solution"]] for samples, row in zip(completions, rows, strict=True)]
+        judge = make_judge(recipe)
+        pairs, skipped = judge_pairs(judge, rows, completions, rng)
+    pairs = [p | {"origin": "on_policy"} for p in pairs] + [p | {"origin": "source"} for p in source_pairs(data_dir)]
+    if not pairs:  # before sealing: a sealed stage is skipped as finished on rerun
+        raise RuntimeError("preference: no pairs: no prompt had both a right and a wrong completion and no "
+                           "kind: preference source gave pairs; raise samples_per_prompt or temperature")
     rng.shuffle(pairs)
     held = int(len(pairs) * cfg.heldout_fraction)
     write_jsonl(out_dir / "pairs.jsonl", pairs[held:])
@@ -83,10 +97,12 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     def length(side: str) -> float:
         return round(mean(len(p[side][-1]["content"]) for p in pairs), 1) if pairs else 0.0
 
+    scored = [p for p in pairs if "chosen_score" in p]  # source pairs carry no scores of ours
     report = {"prompts": len(rows), "samples": sum(map(len, completions)), "pairs": len(pairs) - held,
               "heldout_pairs": held, "skipped_no_contrast": skipped, "judge": cfg.judge,
+              "by_origin": dict(Counter(p["origin"] for p in pairs)),
               "unparsable_judgements": getattr(judge, "unparsable", 0),
-              "mean_margin": round(mean(p["chosen_score"] - p["rejected_score"] for p in pairs), 3) if pairs else 0.0,
+              "mean_margin": round(mean(p["chosen_score"] - p["rejected_score"] for p in scored), 3) if scored else 0.0,
               "chosen_chars": length("chosen"), "rejected_chars": length("rejected")}
     write_json(out_dir / "report.json", report)
     seconds = time.perf_counter() - start
@@ -94,7 +110,4 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
          summary=report, seconds=seconds)
     print(f"preference: {report['pairs']} pairs (+{held} held out) from {len(rows)} prompts, "
           f"{skipped} without contrast, in {seconds:.0f}s")
-    if not pairs:
-        raise RuntimeError("preference: no prompt had both a right and a wrong completion; "
-                           "raise samples_per_prompt or temperature")
     return report

@@ -6,13 +6,15 @@ The reward is the verifier's verdict for the row's `dataset` (scaled by `verifie
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
-from posttrain import checkpoints, sandbox
+from posttrain import checkpoints, rlvr_batches, sandbox
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.report import render_progress
-from posttrain.training import checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably
+from posttrain.training import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably,
+                                world_size)
 from posttrain.store import finished, seal
 from posttrain.verifiers import verify
 
@@ -22,7 +24,19 @@ def _text(completion) -> str:
     return completion[-1]["content"] if isinstance(completion, list) else completion
 
 
-def make_reward(recipe: Recipe, eos_token_id: int):
+def counting(tally: Counter):
+    """`verify` that also counts, per row `dataset`, the completions scored and those verified right."""
+    def verify_and_count(completions, dataset, ground_truth, **_) -> list[float]:
+        scores = verify(completions, dataset=dataset, ground_truth=ground_truth)
+        for name, score in zip(dataset, scores):
+            tally[f"{name}/scored"] += 1
+            tally[f"{name}/verified"] += score > 0
+        return scores
+
+    return verify_and_count
+
+
+def make_reward(recipe: Recipe, eos_token_id: int, verify=verify):
     """TRL reward functions `(completions, **row_fields) -> list[float]`: the verifiable reward, and
     `accuracy` (the verifier's verdicts alone, weight 0: logged by TRL, never trained on, not re-verified)."""
     cfg = recipe.rlvr
@@ -65,6 +79,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
 
     cfg = recipe.rlvr
     vllm = use_vllm(recipe)
+    batches = rlvr_batches.derive(cfg, world_size())  # the recipe's global sizes, per device
     return GRPOConfig(
         use_vllm=vllm,
         vllm_mode=cfg.vllm_mode,
@@ -76,7 +91,9 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         warmup_steps=cfg.warmup,
         beta=cfg.beta,
         num_generations=cfg.num_generations,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=batches.per_device,
+        gradient_accumulation_steps=batches.gradient_accumulation_steps,
+        steps_per_generation=batches.steps_per_generation,
         max_steps=cfg.max_steps,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length,
@@ -92,7 +109,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
 
 
 def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
-         resumed: dict | None = None, mirror: str | None = None) -> list[dict]:
+         resumed: dict | None = None, mirror: str | None = None, verify=verify) -> list[dict]:
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -101,7 +118,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, chec
     args = trainer_config(recipe, out_dir)
     args.output_dir = str(checkpoint_dir or out_dir / "trainer")
     trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, mirror, model=model, train_dataset=dataset,
-                                         reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id)),
+                                         reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id, verify)),
                                          processing_class=tokenizer)
     trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
@@ -112,7 +129,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, chec
 
 
 def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
-        resumed: dict | None = None, mirror: str | None = None) -> list[dict]:
+        resumed: dict | None = None, mirror: str | None = None, verify=verify) -> list[dict]:
     from posttrain import ppo as algorithm
 
     cfg = recipe.rlvr
@@ -153,8 +170,10 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     checkpoint_dir = checkpoints.directory(recipe, "rlvr", {"policy": policy_dir, "data": data_dir}, out_dir)
     resumed: dict = {}
     mirror = checkpoints.remote(recipe, "rlvr", {"policy": policy_dir, "data": data_dir})
+    tally: Counter = Counter()
     history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir,
-                                                                  checkpoint_dir, resumed, mirror)
+                                                                  checkpoint_dir, resumed, mirror,
+                                                                  verify=counting(tally))
     if history is None:  # not rank 0 of a distributed run
         return {}
     tokenizer.save_pretrained(out_dir)
@@ -165,6 +184,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         "reward_last": round(history[-1]["reward"], 4) if history else None,
         "resumed_from": resumed["checkpoint"].name if resumed.get("checkpoint") else None,
         "resumed_from_path": str(resumed["checkpoint"]) if resumed.get("checkpoint") else None,
+        "by_dataset": dict(sorted(tally.items())),  # completions scored and verified right, per row `dataset`
         "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length", "learning_rate",
                                    "loss") if k in h}
                 for h in history],

@@ -5,7 +5,8 @@ from posttrain.verifiers.math import math_reward
 from posttrain.verifiers.number import choice_reward, final_number, number_reward
 
 VERIFIERS = {"arithmetic": number_reward, "gsm8k": number_reward, "math": math_reward, "code": code_reward,
-             "ifeval": ifeval_reward, "multiple_choice": choice_reward}
+             "ifeval": ifeval_reward, "multiple_choice": choice_reward,
+             "MATH": math_reward}  # the name Tülu 3's RLVR mixture gives its MATH rows
 
 
 def verify(completions: list[str], dataset: list[str], ground_truth: list[str], **_: object) -> list[float]:

@@ -191,9 +191,16 @@ def parse_ground_truth(ground_truth: str | dict) -> list[tuple[str, dict]]:
 
 
 def ifeval_reward(completions: list[str], ground_truth: list[str], **_: object) -> list[float]:
-    """1.0 when a completion follows every instruction of its row, else 0.0."""
+    """1.0 when a completion follows every instruction of its row, else 0.0. A ground truth in the Tülu 3 RLVR
+    mixture's format (one `func_name` and its arguments) is scored by that dataset's rules."""
+    from posttrain.verifiers import if_functions
+
     scores = []
     for completion, truth in zip(completions, ground_truth, strict=True):
-        ok = all(follows(completion, i, k) for i, k in parse_ground_truth(truth))
+        data = json.loads(truth) if isinstance(truth, str) else truth
+        if isinstance(data, dict) and "func_name" in data:
+            ok = if_functions.follows(completion, data)
+        else:
+            ok = all(follows(completion, i, k) for i, k in parse_ground_truth(data))
         scores.append(1.0 if ok else 0.0)
     return scores
