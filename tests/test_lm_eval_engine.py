@@ -2,7 +2,7 @@
 same model outputs, GSM8K, IFEval and MMLU, item by item; every disagreement is of a documented kind.
 
 lm-eval's IFEval splits sentences with NLTK's trained Punkt (`punkt_tab`), which cannot be downloaded here; the
-fixture gives it an untrained Punkt (empty parameter files), the one our verifier uses (docs/TULU3-eval.md)."""
+fixture gives it an untrained Punkt (empty parameter files), the one our verifier uses (docs/TULU3.md, "Evaluation protocols")."""
 import os
 
 import pytest

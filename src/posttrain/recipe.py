@@ -273,7 +273,7 @@ class EvalSection(Section):
     batch_size: int = Field(128, gt=0)  # prompts per generate call
     # registry: our scorers (offline, CPU, the demo); lm_eval: EleutherAI's harness for the benchmarks it has
     # (gsm8k, ifeval, mmlu, math500, truthfulqa; its tasks pointed at the same items), vLLM backend on a GPU,
-    # HF on CPU; the rest stay on the registry. Both write the same score records (docs/TULU3-eval.md).
+    # HF on CPU; the rest stay on the registry. Both write the same score records (docs/TULU3.md, "Evaluation protocols").
     engine: Literal["registry", "lm_eval"] = "registry"
     # true: each benchmark's protocol sampling (HumanEval: 20 samples at temperature 0.8, pass@10);
     # false: one greedy completion per item everywhere (pass@1), what the demo can afford

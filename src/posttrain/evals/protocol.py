@@ -1,7 +1,7 @@
 """How a benchmark is asked and scored, stated beside it so a number can be set beside a published one.
 
 Each benchmark module holds one `Protocol` (`olmo.GSM8K`, `olmo.MATH`, `olmo.MMLU`, `ifeval.PROTOCOL`,
-`humaneval.PROTOCOL`); docs/TULU3-eval.md tabulates them against Tülu 3's evaluation table (OLMES).
+`humaneval.PROTOCOL`); docs/TULU3.md, "Evaluation protocols" tabulates them against Tülu 3's evaluation table (OLMES).
 """
 from __future__ import annotations
 
