@@ -7,6 +7,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from conftest import reply_json
+
 BASE = "/api/model_registry/v1"
 
 
@@ -58,12 +60,7 @@ class FakeModelRegistry:
                 body = json.loads(self.rfile.read(length)) if length else None
                 status, answer = registry.handle(self.command, url.path,
                                                  {k: v[0] for k, v in parse_qs(url.query).items()}, body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply_json(self, answer, status)
 
             do_GET = do_POST = do_PATCH = _reply
 
