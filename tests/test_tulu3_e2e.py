@@ -35,6 +35,7 @@ def _recipe(tmp_path: Path):
         eval={"benchmarks": ["humaneval"], "hf_datasets": {}, "max_new_tokens": 4, "max_prompt_tokens": 128,
               "engine": "registry", "protocol_sampling": False, "baselines": {}, "counterparts": {}},
         sandbox={"url": None},  # local bubblewrap instead of the cluster's code-execution service
+        tracking={"uri": None},  # the run directory's own MLflow store instead of the cluster's server
         promote={"min_accuracy": {"humaneval": 0.0}, "min_gain_over_base": -1.0,
                  "registry": (tmp_path / "registry").as_uri()},
     )
