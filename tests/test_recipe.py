@@ -23,7 +23,8 @@ def test_every_shipped_recipe_validates(path):
 def test_tulu3_recipe_has_the_paper_hyperparameters():
     recipe = load(ROOT / "recipes" / "tulu3-8b.yaml")
     assert recipe.sft.learning_rate == 5e-6 and recipe.sft.epochs == 2 and recipe.sft.max_length == 4096
-    assert recipe.sft.warmup == 0.03 and recipe.sft.batch_size * recipe.sft.gradient_accumulation_steps * 8 == 128
+    gpus = recipe.cluster.sft.gpus * recipe.cluster.sft.nodes  # 8 nodes x 8 GPUs, as published
+    assert recipe.sft.warmup == 0.03 and recipe.sft.batch_size * recipe.sft.gradient_accumulation_steps * gpus == 128
     assert (recipe.dpo.beta, recipe.dpo.learning_rate, recipe.dpo.loss_type) == (5.0, 5e-7, "sigmoid_norm")
 
 
