@@ -66,7 +66,7 @@ def test_the_data_stage_mixes_families_and_augmentations_and_counts_them(tmp_pat
     assert syn["failed_verification"] == {"augmented": 0, "ifeval": 0, "code": 0}
     scores = verify([r["messages"][-1]["content"] for r in sft], dataset=[r["dataset"] for r in sft],
                     ground_truth=[r["ground_truth"] for r in sft])
-    assert scores == [1.0] * len(sft)
+    assert scores == [0.0 if r.get("teacher_slip") else 1.0 for r in sft]  # right, but for the teacher's slips
 
 
 def test_near_duplicates_are_removed_across_sources_and_synthetic_data(tmp_path, micro_recipe):
