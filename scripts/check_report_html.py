@@ -104,7 +104,7 @@ def main(path: str) -> int:
         return 1
     print(f"{report}: gate heading; progression chart with {page.classes['interval']} interval marks; "
           f"curve panels {page.curve_stages}; {len(page.example_answers)} examples x {models} models side by side; "
-          f"screenshot {shot}")
+          f"headings {page.headings}; screenshot {shot}")
     return 0
 
 
