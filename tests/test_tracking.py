@@ -4,6 +4,7 @@ from mlflow import MlflowClient
 
 from posttrain import tracking
 from posttrain.stages import promote
+from conftest import ROOT
 from test_promote import RECIPE, _stage_dirs
 
 
@@ -104,3 +105,18 @@ def test_a_pipeline_run_tracks_every_stage_under_one_parent(micro_recipe, mlflow
                                 str(tmp_path / "run" / "report.html")], capture_output=True, text=True, timeout=300)
         assert check.returncode == 0, check.stderr
         assert "curve panels ['sft', 'dpo', 'rlvr']" in check.stdout and (tmp_path / "run" / "report.png").is_file()
+
+
+def test_a_stage_run_leaves_the_callers_tracking_uri_as_it_was(tmp_path, monkeypatch):
+    """A stage called in-process (tests, benchmarks) must not point later runs at its tracker: a leaked URI made
+    the next local run's preflight knock on a server that was gone."""
+    import os
+
+    from posttrain import tracking
+    from posttrain.recipe import load
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    recipe = load(ROOT / "recipes" / "tiny.yaml").override(tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    with tracking.stage(recipe, "data"):
+        assert os.environ["MLFLOW_TRACKING_URI"] == recipe.tracking.uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ and tracking.RUN_ENV not in os.environ

@@ -189,6 +189,7 @@ def stage(recipe: Recipe, name: str, out_dir: str | Path | None = None):
     section = getattr(recipe, SECTIONS.get(name, name), None)
     tracker.log_params(_flatten("", section.model_dump(mode="json")) if section is not None else {})
     _active = tracker
+    previous_uri = os.environ.get("MLFLOW_TRACKING_URI")  # restored after: a caller's later runs go elsewhere
     os.environ.update({RUN_ENV: tracker.run_id, "MLFLOW_TRACKING_URI": target})
     status = "FAILED"
     try:
@@ -199,6 +200,10 @@ def stage(recipe: Recipe, name: str, out_dir: str | Path | None = None):
     finally:
         _active = None
         os.environ.pop(RUN_ENV, None)
+        if previous_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_uri
         client.set_terminated(tracker.run_id, status)
 
 
