@@ -1,0 +1,125 @@
+"""The recipe: one typed, validated description of a post-training run.
+
+This package is the only place defaults live. Every section is a frozen pydantic model that forbids unknown
+keys, so a typo in a recipe is an error naming the field instead of a silently ignored setting. What a run
+does (model, data, training stages, eval, promote) is in `sections`, where it runs (cluster, sandbox,
+tracking) in `platform`; every name is importable from `posttrain.recipe`.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from posttrain.recipe.platform import Cluster, Resources, SandboxSection, SecretEnv, Toleration, TrackingSection
+from posttrain.recipe.sections import (Checkpoints, DataSection, Decontamination, DPOSection, EvalSection,
+                                       LearningRate, ModelSection, Optimisation, PreferenceSection, PromoteSection,
+                                       RecipeError, RLVRSection, Scheduler, Section, SFTSection, Source, Synthesis,
+                                       TinyModel, Warmup)
+
+__all__ = ["Checkpoints", "Cluster", "DataSection", "Decontamination", "DPOSection", "EvalSection", "LearningRate",
+           "ModelSection", "Optimisation", "PreferenceSection", "PromoteSection", "Recipe", "RecipeError", "Resources",
+           "RLVRSection", "SandboxSection", "Scheduler", "SecretEnv", "Section", "SFTSection", "Source", "Synthesis",
+           "TinyModel", "Toleration", "TrackingSection", "Warmup", "load", "loads", "parse", "shipped"]
+
+
+class Recipe(Section):
+    name: str = Field(min_length=1)
+    # The run's seed: every random choice (data, initial weights, shuffles, sampling) derives from it and the
+    # section's own `seed` (`seed_for`). 0 leaves each section's seed as it is.
+    seed: int = Field(0, ge=0)
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    sft: SFTSection = SFTSection()
+    preference: PreferenceSection = PreferenceSection()
+    dpo: DPOSection = DPOSection()
+    rlvr: RLVRSection = RLVRSection()
+    eval: EvalSection = EvalSection()
+    promote: PromoteSection = PromoteSection()
+    cluster: Cluster = Cluster()
+    sandbox: SandboxSection = SandboxSection()
+    tracking: TrackingSection = TrackingSection()
+
+    @model_validator(mode="after")
+    def _rlvr_batches_divide(self) -> "Recipe":
+        if self.rlvr.algorithm == "grpo":  # PPO (posttrain.ppo) runs in one process
+            from posttrain.rlvr_batches import cluster_world, derive
+
+            derive(self.rlvr, cluster_world(self.cluster.rlvr))
+        if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows:
+            raise ValueError("recipe.data.heldout_rows: 0, but eval.benchmarks has arithmetic, which is scored on them")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def seed_for(self, section: str) -> int:
+        """The seed a stage uses for `section` ("data", "model", "sft", ...): the section's own seed mixed with
+        the run's `seed`, so changing `seed` alone changes every random choice of the run."""
+        own = getattr(getattr(self, section, None), "seed", 0)
+        if not self.seed:
+            return own
+        return int.from_bytes(hashlib.sha256(f"{self.seed}:{section}:{own}".encode()).digest()[:4], "big")
+
+    def digest(self) -> str:
+        """Content hash of the fully resolved recipe (defaults included), for lineage."""
+        return hashlib.sha256(self.to_yaml().encode()).hexdigest()
+
+    def override(self, **sections: dict[str, Any]) -> "Recipe":
+        """A copy with some fields of some sections replaced, validated again."""
+        data = self.model_dump(mode="json")
+        for section, values in sections.items():
+            data[section] = {**data.get(section, {}), **values}
+        return parse(data, source="override")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in error and not isinstance(error["input"], dict):
+        message += f", got {error['input']!r}"
+    return f"recipe.{where}: {message}" if where else f"recipe: {message}"
+
+
+def parse(data: Any, source: str = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise RecipeError(f"{source}: " + "; ".join(lines)) from None
+
+
+def loads(text: str, source: str = "recipe") -> Recipe:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{source}: not valid YAML: {exc}") from None
+    return parse(data, source)
+
+
+def load(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from None
+    return loads(text, source=str(path))
+
+
+def shipped(name: str) -> Recipe:
+    """A recipe that ships with the package (`recipes/` in the source tree, `posttrain/recipes` in a wheel)."""
+    from importlib import resources
+
+    resource = resources.files("posttrain.recipes") / name
+    try:
+        text = resource.read_text()
+    except OSError as exc:
+        raise RecipeError(f"{name}: no such shipped recipe ({exc.strerror})") from None
+    return loads(text, source=f"posttrain/recipes/{name}")
