@@ -1,7 +1,8 @@
 """Does the demo hold on other machines? The demo recipe under several seeds x CPU kernel/thread settings.
 
     python benchmarks/demo_robustness.py [--recipe recipes/tiny.yaml] [--seeds 0 1 2]
-        [--settings native:2 avx2:1] [--jobs 1] [--out DIR] [--stop-after gate] [--set sft.epochs=2 ...]
+        [--settings native:2 avx2:1] [--jobs 1] [--out DIR] [--stop-after rlvr] [--set sft.epochs=2 ...]
+        [--regate]
 
 Each run is a fresh process that runs the recipe's stages (the demo's stage code, `benchmarks/direct.py`) with
 `recipe.seed` set to the run's seed, `ATEN_CPU_CAPABILITY` set to the setting's kernel (`native` leaves it
@@ -9,7 +10,8 @@ unset; `avx2` and `default` stand in for CPUs without AVX-512, or without AVX2) 
 setting's thread count: different float rounding, as on another machine. Prints one row per run (held-out
 arithmetic accuracy of every model with its 95% interval, gate verdict, wall time) and, last, one JSON line:
 the minimum SFT gain over the base model, the runs that pass the gate, mean and minimum DPO - SFT and
-final - DPO, and in how many runs the final model beats the SFT model.
+final - DPO, and in how many runs the final model beats the SFT model. Each run keeps the recipe it trained
+with (`recipe.yaml`); `--regate` decides the gate of finished runs again when only `promote` changed.
 """
 from __future__ import annotations
 
@@ -28,28 +30,44 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("base", "sft", "dpo", "rlvr")
 
 
-def child(args: argparse.Namespace) -> None:
-    """One run, in this process: the environment already holds the kernel and thread settings."""
-    import torch
-
-    import direct
+def run_recipe(args: argparse.Namespace, seed: int, out: Path):
+    """The recipe a run trains with: the file, the `--set` overrides, the run's seed, and a registry and an
+    MLflow store inside the run's directory (as the demo keeps them in its own)."""
     from posttrain.recipe import load
 
-    torch.set_num_threads(args.threads)
     recipe = load(args.recipe)
     for assignment in args.set:
         key, value = assignment.split("=", 1)
         section, field = key.split(".", 1)
         recipe = recipe.override(**{section: {field: json.loads(value)}})
-    recipe = recipe.override(promote={"registry": (args.out / "registry").as_uri()})
-    recipe = type(recipe).model_validate({**recipe.model_dump(), "seed": args.seed})
+    recipe = recipe.override(promote={"registry": (out / "registry").as_uri()},
+                             tracking={"uri": f"sqlite:///{out / 'mlflow.db'}"})
+    return type(recipe).model_validate({**recipe.model_dump(), "seed": seed})
+
+
+def child(args: argparse.Namespace) -> None:
+    """One run, in this process: the environment already holds the kernel and thread settings."""
+    import torch
+
+    import direct
+
+    torch.set_num_threads(args.threads)
+    recipe = run_recipe(args, args.seed, args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "recipe.yaml").write_text(recipe.to_yaml())  # what --regate checks the run's outputs against
     start = time.perf_counter()
     direct.run(recipe, args.out, last=args.stop_after)
-    result = {"seed": args.seed, "kernel": torch.backends.cpu.get_cpu_capability(), "threads": args.threads,
-              "seconds": round(time.perf_counter() - start, 1)}
-    if (args.out / "eval" / "scores.json").exists():
-        scores = json.loads((args.out / "eval" / "scores.json").read_text())["benchmarks"]["arithmetic"]
-        rows = [json.loads(line) for line in (args.out / "data" / "heldout.jsonl").read_text().splitlines()]
+    write_result(args.out, args.seed, torch.backends.cpu.get_cpu_capability(), args.threads,
+                 time.perf_counter() - start)
+
+
+def write_result(out: Path, seed: int, kernel: str, threads: int, seconds: float) -> dict:
+    """`result.json` of a run: held-out arithmetic per model (overall, with and without a leading carry) and
+    the gate's verdict."""
+    result = {"seed": seed, "kernel": kernel, "threads": threads, "seconds": round(seconds, 1)}
+    if (out / "eval" / "scores.json").exists():
+        scores = json.loads((out / "eval" / "scores.json").read_text())["benchmarks"]["arithmetic"]
+        rows = [json.loads(line) for line in (out / "data" / "heldout.jsonl").read_text().splitlines()]
         from posttrain.data.arithmetic import leading_carry
 
         carry = [leading_carry(*r["operands"], r["operation"]) for r in rows]
@@ -59,10 +77,42 @@ def child(args: argparse.Namespace) -> None:
                     "carry": statistics.mean(o for o, c in zip(r["outcomes"], carry) if c),
                     "no_carry": statistics.mean(o for o, c in zip(r["outcomes"], carry) if not c)}
             for label, r in scores.items()}
-    if (args.out / "gate" / "report.json").exists():
-        gate = json.loads((args.out / "gate" / "report.json").read_text())["gate"]
+    if (out / "gate" / "report.json").exists():
+        gate = json.loads((out / "gate" / "report.json").read_text())["gate"]
         result["gate"] = {"passed": gate["passed"], "reasons": gate["reasons"]}
-    (args.out / "result.json").write_text(json.dumps(result, indent=2))
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def regate(args: argparse.Namespace, seed: int, setting: str, out: Path) -> None:
+    """Decide a finished run's gate again under the current recipe's `promote` section, and register the model
+    when it passes. Only the gate changes: the run's own recipe (its `recipe.yaml`, checked against the digest
+    its eval stage sealed) trained and scored the models, and must differ from the current one in `promote`
+    alone, else this refuses."""
+    from posttrain.recipe import load
+    from posttrain.stages import promote
+    from posttrain.store import read_manifest
+
+    if not (out / "eval" / "scores.json").exists():
+        return
+    ran = load(out / "recipe.yaml")
+    if ran.digest() != read_manifest(out / "eval")["recipe_sha256"]:
+        raise SystemExit(f"{out / 'recipe.yaml'}: not the recipe the run's eval stage used")
+    now = run_recipe(args, seed, out)
+    if ran.model_dump(exclude={"promote", "tracking"}) != now.model_dump(exclude={"promote", "tracking"}):
+        raise SystemExit(f"{out}: the recipe differs from this run's in more than promote; rerun it instead")
+    recipe = ran.override(promote=now.promote.model_dump(mode="json"), tracking=now.tracking.model_dump(mode="json"))
+    if promote.decide(recipe, out / "eval", out / "gate")["gate"]["passed"]:
+        promote.register(recipe, out / "rlvr", out / "gate")
+    old = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
+    seconds = old.get("seconds") or sum(read_manifest(out / stage).get("seconds") or 0  # a run that stopped late
+                                        for stage in ("data", "base", "sft", "pairs", "dpo", "rlvr", "eval"))
+    kernel = old.get("kernel") or setting.split(":")[0].upper()
+    if kernel == "NATIVE":
+        import torch
+
+        kernel = torch.backends.cpu.get_cpu_capability()
+    write_result(out, seed, kernel, int(setting.split(":")[1]), seconds)
 
 
 def launch(args: argparse.Namespace, seed: int, setting: str, out: Path) -> dict:
@@ -125,6 +175,8 @@ def main() -> None:
                         "runs that finished there before are reused")
     parser.add_argument("--stop-after", default="rlvr", choices=["sft", "dpo", "rlvr"])
     parser.add_argument("--set", action="append", default=[], help="SECTION.FIELD=JSON, e.g. sft.epochs=2")
+    parser.add_argument("--regate", action="store_true", help="decide the gate of finished runs in --out again "
+                        "under the recipe's current promote section (training unchanged), then print as usual")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
@@ -135,6 +187,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         runs = [(seed, setting) for seed in args.seeds for setting in args.settings]
+        if args.regate:
+            for seed, setting in runs:
+                regate(args, seed, setting, root / f"seed{seed}-{setting.replace(':', '-')}")
         with ThreadPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(launch, args, seed, setting, root / f"seed{seed}-{setting.replace(':', '-')}")
                        for seed, setting in runs]
