@@ -105,8 +105,9 @@ def regate(args: argparse.Namespace, seed: int, setting: str, out: Path) -> None
     if promote.decide(recipe, out / "eval", out / "gate")["gate"]["passed"]:
         promote.register(recipe, out / "rlvr", out / "gate")
     old = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
-    seconds = old.get("seconds") or sum(read_manifest(out / stage).get("seconds") or 0  # a run that stopped late
-                                        for stage in ("data", "base", "sft", "pairs", "dpo", "rlvr", "eval"))
+    stages = [out / stage for stage in ("data", "base", "sft", "pairs", "dpo", "rlvr", "eval")]
+    seconds = old.get("seconds") or sum(read_manifest(stage).get("seconds") or 0  # a run that stopped late
+                                        for stage in stages if (stage / "manifest.json").exists())
     kernel = old.get("kernel") or setting.split(":")[0].upper()
     if kernel == "NATIVE":
         import torch
