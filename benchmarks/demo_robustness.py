@@ -102,7 +102,8 @@ def regate(args: argparse.Namespace, seed: int, setting: str, out: Path) -> None
     if ran.model_dump(exclude={"promote", "tracking"}) != now.model_dump(exclude={"promote", "tracking"}):
         raise SystemExit(f"{out}: the recipe differs from this run's in more than promote; rerun it instead")
     recipe = ran.override(promote=now.promote.model_dump(mode="json"), tracking=now.tracking.model_dump(mode="json"))
-    if promote.decide(recipe, out / "eval", out / "gate")["gate"]["passed"]:
+    passed = promote.decide(recipe, out / "eval", out / "gate")["gate"]["passed"]
+    if passed and (out / "rlvr" / "manifest.json").exists():  # as direct.run: a whole run's model is registered
         promote.register(recipe, out / "rlvr", out / "gate")
     old = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
     stages = [out / stage for stage in ("data", "base", "sft", "pairs", "dpo", "rlvr", "eval")]
@@ -188,12 +189,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         runs = [(seed, setting) for seed in args.seeds for setting in args.settings]
+        folder = {(seed, setting): root / f"seed{seed}-{setting.replace(':', '-')}" for seed, setting in runs}
         if args.regate:
             for seed, setting in runs:
-                regate(args, seed, setting, root / f"seed{seed}-{setting.replace(':', '-')}")
+                regate(args, seed, setting, folder[seed, setting])
         with ThreadPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(launch, args, seed, setting, root / f"seed{seed}-{setting.replace(':', '-')}")
-                       for seed, setting in runs]
+            futures = [pool.submit(launch, args, seed, setting, folder[seed, setting]) for seed, setting in runs]
             print("| seed | kernel:threads | base | sft | dpo | final (rlvr) | gate | seconds |")
             print("|---|---|---|---|---|---|---|---|")
             results = []
