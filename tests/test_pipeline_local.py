@@ -49,6 +49,9 @@ def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path)
         assert score["n"] == 16 and 0.0 <= score["score"] <= 1.0
     assert report["gate"]["passed"] and report["gate"]["reasons"] == []
     assert (tmp_path / "report.md").read_text().startswith("# posttrain report")
+    assert report["benchmarks"]["humaneval"]["rlvr"]["n"] == 40  # eval.limit: the first 40 of HumanEval's 164
+    assert report["limited"]["humaneval"] == {"n": 40, "of": 164} and "| humaneval | 40 of 164 |" in (
+        tmp_path / "report.md").read_text()
     assert report["sandbox"] == "bwrap"  # HumanEval's programs ran in bubblewrap, and the report says so
 
     [entry_file] = _registry_entries(tmp_path / "registry")

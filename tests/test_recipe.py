@@ -58,6 +58,10 @@ def test_bad_enum_and_cross_field_checks_name_the_field():
         loads(_tiny_with("rlvr", warmup=10, lr_scheduler="constant"))
     with pytest.raises(RecipeError, match=r"recipe\.promote: min_accuracy\.arithmetic must be within"):
         loads(_tiny_with("promote", min_accuracy={"arithmetic": 25}))
+    with pytest.raises(RecipeError, match=r"recipe\.eval: limit: 'gsm8k' is not one of the benchmarks"):
+        loads(_tiny_with("eval", limit={"gsm8k": 10}))
+    with pytest.raises(RecipeError, match=r"recipe\.eval: limit: humaneval must keep at least 1 item, got 0"):
+        loads(_tiny_with("eval", limit={"humaneval": 0}))
 
 
 def test_not_a_mapping_and_bad_yaml_are_clear(tmp_path):

@@ -15,6 +15,8 @@ def render_markdown(report: dict) -> str:
              "|---|---|" + "---|" * len(models)]
     for name, by_model in report["benchmarks"].items():
         n = by_model[models[0]]["n"]
+        if limited := report.get("limited", {}).get(name):
+            n = f"{n} of {limited['of']}"
         cells = [f"{by_model[m]['score']:.1%} [{by_model[m]['ci95'][0]:.1%}, {by_model[m]['ci95'][1]:.1%}]"
                  for m in models]
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")

@@ -75,7 +75,8 @@ def score_table(report: dict) -> str:
         first = by_model[columns[0][0]]
         cells = "".join(f"<td>{_pct(by_model[k]['score'])} <small>[{_pct(by_model[k]['ci95'][0])}, "
                         f"{_pct(by_model[k]['ci95'][1])}]</small></td>" for k, _ in columns)
-        rows.append(f"<tr><td>{escape(name)}</td><td>{first['n']}</td>{cells}</tr>")
+        n = f"{first['n']} of {limited['of']}" if (limited := report.get("limited", {}).get(name)) else first["n"]
+        rows.append(f"<tr><td>{escape(name)}</td><td>{n}</td>{cells}</tr>")
         languages = sorted({lang for k, _ in columns for lang in by_model[k].get("languages", {})})
         for lang in languages if len(languages) > 1 else []:
             n = first.get("languages", {}).get(lang, {}).get("n", 0)

@@ -266,6 +266,9 @@ class EvalSection(Section):
     max_new_tokens_for: dict[str, int] = Field(default_factory=dict)  # per benchmark, e.g. {humaneval: 512}
     max_prompt_tokens: int = Field(4096, gt=0)  # longer prompts keep their end
     batch_size: int = Field(128, gt=0)  # prompts per generate call
+    # benchmark -> at most this many items, the first ones in the benchmark's order (lm-eval's --limit): what a
+    # demo or a smoke run can afford; the report says "n of N". A subset's score is not the published metric.
+    limit: dict[str, int] = Field(default_factory=dict)
     # registry: our scorers (offline, CPU, the demo); lm_eval: EleutherAI's harness for the benchmarks it has
     # (gsm8k, ifeval, mmlu, math500, truthfulqa; its tasks pointed at the same items), vLLM backend on a GPU,
     # HF on CPU; the rest stay on the registry. Both write the same score records (docs/TULU3.md, "Evaluation protocols").
@@ -284,6 +287,15 @@ class EvalSection(Section):
     def _loglikelihood_benchmarks_need_lm_eval(self) -> "EvalSection":
         if "truthfulqa" in self.benchmarks and self.engine != "lm_eval":
             raise ValueError("benchmarks: truthfulqa compares answer log-likelihoods; it needs engine: lm_eval")
+        return self
+
+    @model_validator(mode="after")
+    def _limits_name_benchmarks(self) -> "EvalSection":
+        for name, items in self.limit.items():
+            if name not in self.benchmarks:
+                raise ValueError(f"limit: {name!r} is not one of the benchmarks {list(self.benchmarks)}")
+            if items < 1:
+                raise ValueError(f"limit: {name} must keep at least 1 item, got {items}")
         return self
 
     @field_validator("baselines", mode="before")

@@ -95,6 +95,8 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suites = {name: BENCHMARKS[name].rows(recipe, data_dir) for name in recipe.eval.benchmarks}
+    totals = {name: len(rows) for name, rows in suites.items()}
+    suites = {name: rows[:recipe.eval.limit.get(name, len(rows))] for name, rows in suites.items()}
     sandbox.use(recipe.sandbox)  # HumanEval's and code rows' programs run where the recipe says, or nowhere
     candidate, baseline = list(models)[-1], list(models)[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +120,9 @@ def run(recipe: Recipe, data_dir: str | Path, models: dict[str, str | Path], out
               "baselines": dict(recipe.eval.baselines), "gaps": gaps(results, pairs) if pairs else {},
               "data": {"decontaminated_against": list(recipe.data.decontamination.eval_sets) if decontamination else [],
                        "eval_sets": {name: BENCHMARKS[name].eval_set for name in suites}},
-              "sandbox": sandbox.isolation_used(recipe.sandbox)}  # how model-written code was boxed; None: none ran
+              "sandbox": sandbox.isolation_used(recipe.sandbox),  # how model-written code was boxed; None: none ran
+              "limited": {name: {"n": len(suites[name]), "of": totals[name]}  # eval.limit: a subset was scored
+                          for name in suites if len(suites[name]) < totals[name]}}
     write_json(out_dir / "scores.json", scores)
     seconds = time.perf_counter() - start
     summary = {f"{label}/{name}" if len(results) > 1 else label: round(r["score"], 4)

@@ -70,6 +70,7 @@ def decide(recipe: Recipe, eval_dir: str | Path, out_dir: str | Path) -> dict:
         },
         "gate": decision,
         "sandbox": scores.get("sandbox"),  # how the eval's model-written code was boxed
+        "limited": scores.get("limited", {}),  # benchmark -> {n, of}: eval.limit scored the first n of N items
         "baselines": scores.get("baselines", {}),  # label -> Hub name or path, scored by the same harness
         "gaps": scores.get("gaps", {}),  # benchmark -> [{model, baseline, gap, ci95}], paired on the same items
     }
