@@ -1,4 +1,4 @@
-"""A Llama-architecture model of about 1M parameters and a BPE tokenizer, built from scratch.
+"""A small Llama-architecture model (0.5-1M parameters, `model.tiny`) and a BPE tokenizer, built from scratch.
 
 Saved with `save_pretrained`, so every later stage loads it exactly as it would load a Hub model.
 """

@@ -1,7 +1,7 @@
 """base stage: the model post-training starts from.
 
-`model.base: tiny` builds a ~1M-parameter Llama and its tokenizer (trained on a fixed corpus that does not depend on
-the run's data, `models/tiny.py`); anything else
+`model.base: tiny` builds a small Llama (`model.tiny`: 1.1M parameters by default, 0.56M in the demo) and its
+tokenizer (trained on a fixed corpus that does not depend on the run's data, `models/tiny.py`); anything else
 is a local path or Hub name, copied into the stage output with `save_pretrained` so the run's lineage
 holds the exact weights it started from, with the recipe's `model.chat_template` set on its tokenizer.
 """
