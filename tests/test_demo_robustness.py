@@ -60,7 +60,8 @@ def test_regate_decides_the_gate_again_under_the_current_promote_section(tmp_pat
 
 def test_regate_refuses_when_more_than_promote_changed(tmp_path):
     _finished_run(tmp_path / "seed4-avx2-1", seed=4)
-    done = _regate(tmp_path, "--set", "sft.epochs=2")
+    epochs = load(ROOT / "recipes" / "tiny.yaml").sft.epochs + 1  # anything but the run's own value
+    done = _regate(tmp_path, "--set", f"sft.epochs={epochs}")
     assert done.returncode != 0 and "differs from this run's in more than promote" in done.stderr
     assert not (tmp_path / "seed4-avx2-1" / "result.json").exists()
 

@@ -58,10 +58,11 @@ def test_bad_enum_and_cross_field_checks_name_the_field():
         loads(_tiny_with("rlvr", warmup=10, lr_scheduler="constant"))
     with pytest.raises(RecipeError, match=r"recipe\.promote: min_accuracy\.arithmetic must be within"):
         loads(_tiny_with("promote", min_accuracy={"arithmetic": 25}))
-    with pytest.raises(RecipeError, match=r"recipe\.eval: limit: 'gsm8k' is not one of the benchmarks"):
-        loads(_tiny_with("eval", limit={"gsm8k": 10}))
-    with pytest.raises(RecipeError, match=r"recipe\.eval: limit: humaneval must keep at least 1 item, got 0"):
+    with pytest.raises(RecipeError, match=r"recipe\.eval\.limit\.humaneal\.\[key\]: Input should be 'arithmetic'"):
+        loads(_tiny_with("eval", limit={"humaneal": 10}))
+    with pytest.raises(RecipeError, match=r"recipe\.eval\.limit\.humaneval: .*greater than or equal to 1.*, got 0"):
         loads(_tiny_with("eval", limit={"humaneval": 0}))
+    assert loads(_tiny_with("eval", limit={"gsm8k": 10})).eval.limit == {"gsm8k": 10}  # not scored here: ignored
 
 
 def test_not_a_mapping_and_bad_yaml_are_clear(tmp_path):
