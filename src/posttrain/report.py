@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from html import escape
 
-from posttrain.report_html import gap_rows, render_html  # noqa: F401  (the page lives there; callers import it from here)
+from posttrain.report_html import gap_rows, item_count, render_html  # noqa: F401  (the page lives there; callers import it from here)
 
 
 def render_markdown(report: dict) -> str:
@@ -14,9 +14,7 @@ def render_markdown(report: dict) -> str:
              "| benchmark | n | " + " | ".join(models) + " |",
              "|---|---|" + "---|" * len(models)]
     for name, by_model in report["benchmarks"].items():
-        n = by_model[models[0]]["n"]
-        if limited := report.get("limited", {}).get(name):
-            n = f"{n} of {limited['of']}"
+        n = item_count(report, name, by_model[models[0]]["n"])
         cells = [f"{by_model[m]['score']:.1%} [{by_model[m]['ci95'][0]:.1%}, {by_model[m]['ci95'][1]:.1%}]"
                  for m in models]
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")

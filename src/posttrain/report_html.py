@@ -67,6 +67,12 @@ def score_columns(report: dict) -> list[tuple[str, str]]:
     return [(m, m) for m in report["models"]]
 
 
+def item_count(report: dict, name: str, n: int) -> str | int:
+    """A benchmark's n in the score tables: "40 of 164" when `eval.limit` scored a subset."""
+    limited = report.get("limited", {}).get(name)
+    return f"{n} of {limited['of']}" if limited else n
+
+
 def score_table(report: dict) -> str:
     columns = score_columns(report)
     head = "".join(f"<th>{escape(h)}</th>" for _, h in columns)
@@ -75,8 +81,7 @@ def score_table(report: dict) -> str:
         first = by_model[columns[0][0]]
         cells = "".join(f"<td>{_pct(by_model[k]['score'])} <small>[{_pct(by_model[k]['ci95'][0])}, "
                         f"{_pct(by_model[k]['ci95'][1])}]</small></td>" for k, _ in columns)
-        n = f"{first['n']} of {limited['of']}" if (limited := report.get("limited", {}).get(name)) else first["n"]
-        rows.append(f"<tr><td>{escape(name)}</td><td>{n}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{escape(name)}</td><td>{item_count(report, name, first['n'])}</td>{cells}</tr>")
         languages = sorted({lang for k, _ in columns for lang in by_model[k].get("languages", {})})
         for lang in languages if len(languages) > 1 else []:
             n = first.get("languages", {}).get(lang, {}).get("n", 0)
