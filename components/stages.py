@@ -12,9 +12,9 @@ def data(recipe: str, dataset: Output[Dataset], summary: Output[Markdown]):
     data report (rows per split and language, synthesis, duplicates, sources, decontamination)."""
     from pathlib import Path
 
-    from posttrain import tracking
+    from posttrain.reporting import tracking
     from posttrain.recipe import loads
-    from posttrain.report import render_data_markdown
+    from posttrain.reporting.report import render_data_markdown
     from posttrain.stages import data as stage
 
     with tracking.stage(loads(recipe), "data", dataset.path):
@@ -33,8 +33,8 @@ def base(recipe: str, dataset: Input[Dataset], model: Output[Model]):
 @dsl.component(base_image=image("sft"), install_kfp_package=False)
 def sft(recipe: str, dataset: Input[Dataset], base_model: Input[Model], model: Output[Model]):
     """Supervised fine-tuning on the assistant turns."""
-    from posttrain import tracking
-    from posttrain.launch import run_stage
+    from posttrain.reporting import tracking
+    from posttrain.training.launch import run_stage
     from posttrain.recipe import loads
 
     with tracking.stage(loads(recipe), "sft", model.path):
@@ -44,7 +44,7 @@ def sft(recipe: str, dataset: Input[Dataset], base_model: Input[Model], model: O
 @dsl.component(base_image=image("preference"), install_kfp_package=False)
 def preference(recipe: str, dataset: Input[Dataset], policy: Input[Model], pairs: Output[Dataset]):
     """Sample completions from the policy and judge them into chosen/rejected pairs."""
-    from posttrain import tracking
+    from posttrain.reporting import tracking
     from posttrain.recipe import loads
     from posttrain.stages import preference as stage
 
@@ -55,8 +55,8 @@ def preference(recipe: str, dataset: Input[Dataset], policy: Input[Model], pairs
 @dsl.component(base_image=image("dpo"), install_kfp_package=False)
 def dpo(recipe: str, pairs: Input[Dataset], policy: Input[Model], model: Output[Model]):
     """Length-normalised DPO on the preference pairs."""
-    from posttrain import tracking
-    from posttrain.launch import run_stage
+    from posttrain.reporting import tracking
+    from posttrain.training.launch import run_stage
     from posttrain.recipe import loads
 
     with tracking.stage(loads(recipe), "dpo", model.path):
@@ -69,8 +69,8 @@ def rlvr(recipe: str, dataset: Input[Dataset], policy: Input[Model], model: Outp
     reward, accuracy, KL and completion length per step."""
     import shutil
 
-    from posttrain import tracking
-    from posttrain.launch import run_stage
+    from posttrain.reporting import tracking
+    from posttrain.training.launch import run_stage
     from posttrain.recipe import loads
 
     with tracking.stage(loads(recipe), "rlvr", model.path):
@@ -84,7 +84,7 @@ def eval(recipe: str, dataset: Input[Dataset], base_model: Input[Model], sft_mod
     """Score every stage's model on the same held-out items; the last one is the candidate."""
     import json
 
-    from posttrain import tracking
+    from posttrain.reporting import tracking
     from posttrain.recipe import loads
     from posttrain.stages import eval as stage
 
@@ -103,7 +103,7 @@ def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary
     """Apply the recipe's thresholds; the report (scores, decision, reasons) is kept whatever the verdict."""
     import shutil
 
-    from posttrain import tracking
+    from posttrain.reporting import tracking
     from posttrain.recipe import loads
     from posttrain.stages import promote as stage
 
@@ -117,7 +117,7 @@ def gate(recipe: str, scores: Input[Artifact], report: Output[Artifact], summary
 @dsl.component(base_image=image("promote"), install_kfp_package=False)
 def promote(recipe: str, model: Input[Model], report: Input[Artifact]) -> str:
     """Write the create-only registry entry for a model the gate passed; returns its URL."""
-    from posttrain import tracking
+    from posttrain.reporting import tracking
     from posttrain.recipe import loads
     from posttrain.stages import promote as stage
 

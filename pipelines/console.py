@@ -6,7 +6,7 @@ the dispatcher announces tasks through the root logger ("Executing task 'sft'", 
 status SUCCESS") on a handler built on `sys.stdout` at that moment. So during a run `sys.stdout` and
 `sys.stderr` are a `StageLogs` that writes to the running stage's file, and a filter on the root logger
 (filters survive kfp's handler swaps) moves it from stage to stage. The stages report their steps through
-`posttrain.progress` files, which the display polls.
+`posttrain.reporting.progress` files, which the display polls.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from posttrain import progress
+from posttrain.reporting import progress
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([^']+)'")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from kfp import local
 
-from posttrain import progress, tracking
-from posttrain.checkpoints import ENV as CHECKPOINTS_ENV
+from posttrain.reporting import progress, tracking
+from posttrain.training.checkpoints import ENV as CHECKPOINTS_ENV
 from posttrain.pipelines import tulu3
 from posttrain.pipelines.console import Display, StageFailed, StageLogs
 from posttrain.recipe import Cluster, Recipe
-from posttrain.report import render_html, render_markdown
+from posttrain.reporting.report import render_html, render_markdown
 from posttrain.stage_table import NAMES as ORDER
 from posttrain.store import MANIFEST
 

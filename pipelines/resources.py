@@ -6,7 +6,7 @@ from posttrain.recipe import Resources
 
 
 def apply(task: PipelineTask, res: Resources) -> PipelineTask:
-    if res.nodes > 1:  # the TrainJob's pods get GPUs, node pool and shm (posttrain.trainjob); this pod waits
+    if res.nodes > 1:  # the TrainJob's pods get GPUs, node pool and shm (posttrain.training.trainjob); this pod waits
         res = res.model_copy(update={"cpu": None, "memory": None, "gpus": 0, "node_selector": {},
                                      "tolerations": (), "shm": None})
     if res.cpu:

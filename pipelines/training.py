@@ -3,11 +3,11 @@ multi-node launcher needs to submit a Kubeflow Trainer TrainJob (its image, its 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from posttrain.checkpoints import ENV
+from posttrain.training.checkpoints import ENV
 from posttrain.components.images import IMAGES
 from posttrain.recipe import Recipe
 from posttrain.stage_table import DISTRIBUTED
-from posttrain.trainjob import IMAGE_ENV, NAMESPACE_ENV
+from posttrain.training.trainjob import IMAGE_ENV, NAMESPACE_ENV
 
 STAGES = DISTRIBUTED  # the stages that train, and checkpoint (training.py, ppo.py)
 
@@ -15,7 +15,7 @@ STAGES = DISTRIBUTED  # the stages that train, and checkpoint (training.py, ppo.
 def apply(task: PipelineTask, stage: str, recipe: Recipe) -> PipelineTask:
     cluster = recipe.cluster
     if cluster.checkpoint_volume:
-        # Checkpoints on a volume that outlives the pod: a retry of this task resumes (posttrain.checkpoints).
+        # Checkpoints on a volume that outlives the pod: a retry of this task resumes (posttrain.training.checkpoints).
         kubernetes.mount_pvc(task, pvc_name=cluster.checkpoint_volume, mount_path=cluster.checkpoint_mount)
         task.set_env_variable(ENV, cluster.checkpoint_mount)
     if getattr(cluster, stage).nodes > 1:

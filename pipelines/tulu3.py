@@ -48,7 +48,7 @@ def build(recipe: Recipe):
             raise ValueError(f"pipeline tasks {sorted(tasks)} differ from posttrain.stage_table {sorted(NAMES)}")
         for stage in NAMES:
             apply(tasks[stage].set_display_name(stage), getattr(spec.cluster, stage))
-            # The KFP run id groups the stages' tracking runs (posttrain.tracking); KFP labels each pod with it.
+            # The KFP run id groups the stages' tracking runs (posttrain.reporting.tracking); KFP labels each pod with it.
             kubernetes.use_field_path_as_env(tasks[stage], "KFP_RUN_ID", "metadata.labels['pipeline/runid']")
         for task in (data, pairs, rlvr, scores):  # they run model-written code: the sandbox's NetworkPolicy admits them
             kubernetes.add_pod_label(task, *SANDBOX_CLIENT_LABEL)

@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_model
 
-from posttrain import checkpoints, ppo
+from posttrain.training import checkpoints, ppo
 from posttrain.data.arithmetic import problems
 from posttrain.models.tiny import build
 from posttrain.recipe import TinyModel, load
 from posttrain.store import seal
-from posttrain.training import MARKER, latest_complete
+from posttrain.training.trainer import MARKER, latest_complete
 
 from conftest import ROOT
 

@@ -64,7 +64,7 @@ def test_eval_gate_and_promote_never_use_the_cache(tmp_path, monkeypatch):
 
 def test_every_training_stage_mounts_the_checkpoint_volume(tmp_path, monkeypatch):
     """Issue 18: checkpoints outlive the pod, so a KFP retry resumes."""
-    from posttrain.checkpoints import ENV
+    from posttrain.training.checkpoints import ENV
 
     recipe, _, pipeline, executors = _compile(tmp_path, monkeypatch)
     assert recipe.cluster.checkpoint_volume == "posttrain-checkpoints"
@@ -80,7 +80,7 @@ def test_every_training_stage_mounts_the_checkpoint_volume(tmp_path, monkeypatch
 
 
 def test_multi_node_stage_launches_a_trainjob_from_a_small_pod(tmp_path, monkeypatch):
-    from posttrain.trainjob import IMAGE_ENV, NAMESPACE_ENV
+    from posttrain.training.trainjob import IMAGE_ENV, NAMESPACE_ENV
 
     recipe, _, pipeline, executors = _compile(tmp_path, monkeypatch)
     assert recipe.cluster.sft.nodes == 8 and recipe.cluster.sft.gpus == 8  # Tülu 3 8B SFT: 8 nodes x 8 GPUs

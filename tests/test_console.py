@@ -5,7 +5,9 @@ import sqlite3
 
 import pytest
 
-from posttrain import cli, progress
+from posttrain import cli
+
+from posttrain.reporting import progress
 from posttrain.pipelines.console import Display, StageLogs
 
 

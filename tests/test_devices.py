@@ -9,7 +9,9 @@ then stops the run at the first call, since meta tensors carry no values). With 
 import pytest
 import torch
 
-from posttrain import generation, logprobs, ppo
+from posttrain import generation
+
+from posttrain.training import logprobs, ppo
 from posttrain.data.arithmetic import problems
 from posttrain.models.tiny import build
 from posttrain.recipe import TinyModel
@@ -98,7 +100,7 @@ def test_ppo_runs_where_the_policy_is(device, tiny):
 
 
 def test_inference_models_go_to_the_accelerator_in_bf16_there(tiny, monkeypatch):
-    from posttrain import devices
+    from posttrain.training import devices
 
     model, _ = generation.load(str(tiny[0]))
     assert model.device == devices.accelerator()

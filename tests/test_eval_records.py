@@ -6,7 +6,7 @@ import pytest
 from posttrain.evals import BENCHMARKS
 from posttrain.evals.protocol import Protocol, pass_at_k
 from posttrain.evals.records import gaps, record
-from posttrain.report import render_html, render_markdown
+from posttrain.reporting.report import render_html, render_markdown
 
 
 @pytest.fixture

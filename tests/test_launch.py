@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from posttrain.launch import processes, run_stage
+from posttrain.training.launch import processes, run_stage
 from posttrain.recipe import load
 from posttrain.stages import base, data
 from posttrain.store import read_manifest
-from posttrain.training import deepspeed_config
+from posttrain.training.trainer import deepspeed_config
 
 from conftest import ROOT
 
@@ -61,7 +61,7 @@ def test_length_buckets_keep_rows_of_one_bucket_shuffled():
 
     from datasets import Dataset
 
-    from posttrain.training import bucketed
+    from posttrain.training.trainer import bucketed
 
     class Base:
         def _get_train_sampler(self, train_dataset=None):

@@ -93,7 +93,8 @@ def test_the_graph_sees_the_imports_it_checks():
 
 
 def test_every_list_of_stages_is_the_stage_table():
-    from posttrain import components, launch, stage_table
+    from posttrain import components, stage_table
+    from posttrain.training import launch
     from posttrain.components.images import IMAGES, image
     from posttrain.pipelines import local
     from posttrain.recipe import Cluster, Resources

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from posttrain import ppo
+from posttrain.training import ppo
 from posttrain.data.arithmetic import problems
 from posttrain.models.tiny import build
 from posttrain.recipe import TinyModel

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from posttrain.stages import base, data, sft
-from posttrain.training import MARKER, NonFiniteLoss, checkpoints, latest_complete
+from posttrain.training.trainer import MARKER, NonFiniteLoss, checkpoints, latest_complete
 
 
 @pytest.fixture(scope="module")

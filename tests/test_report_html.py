@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from posttrain.report import render_html
+from posttrain.reporting.report import render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

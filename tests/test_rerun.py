@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from posttrain.checkpoints import ENV
+from posttrain.training.checkpoints import ENV
 from posttrain.recipe import load
 from posttrain.store import read_manifest
-from posttrain.training import MARKER, latest_complete
+from posttrain.training.trainer import MARKER, latest_complete
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from posttrain.recipe import RecipeError, load
-from posttrain.rlvr_batches import cluster_world, derive
+from posttrain.training.rlvr_batches import cluster_world, derive
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 import pytest
 from mlflow import MlflowClient
 
-from posttrain import tracking
+from posttrain.reporting import tracking
 from posttrain.stages import promote
 from conftest import ROOT
 from test_promote import RECIPE, _stage_dirs
@@ -112,7 +112,7 @@ def test_a_stage_run_leaves_the_callers_tracking_uri_as_it_was(tmp_path, monkeyp
     the next local run's preflight knock on a server that was gone."""
     import os
 
-    from posttrain import tracking
+    from posttrain.reporting import tracking
     from posttrain.recipe import load
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from posttrain import checkpoints, trainjob
+from posttrain.training import checkpoints, trainjob
 from posttrain.stages import base, data
 from posttrain.store import file_digests, read_manifest
 

@@ -18,7 +18,7 @@ def _run_local(recipe: Recipe, out: Path) -> int:
     out = out.resolve()
     recipe = recipe.override(promote={"registry": (out / "registry").as_uri()})
     local = _pipelines("local")
-    from posttrain.tracking import TrackingError
+    from posttrain.reporting.tracking import TrackingError
 
     print(f"posttrain: running recipe {recipe.name} locally; each stage's log in {out / 'logs'}", flush=True)
     try:
@@ -40,7 +40,7 @@ def _run_local(recipe: Recipe, out: Path) -> int:
 def _report(run_dir: Path) -> int:
     import json
 
-    from posttrain.report import render_html, render_markdown
+    from posttrain.reporting.report import render_html, render_markdown
 
     path = run_dir / "report.json"
     if not path.is_file():
@@ -87,7 +87,7 @@ def _submit(recipe: Recipe, args) -> int:
 
 
 def format_stages(report: dict) -> str:
-    from posttrain.report_html import key_numbers as _key_numbers
+    from posttrain.reporting.html import key_numbers as _key_numbers
 
     lines = [f"{'stage':<11}{'seconds':>8}  key numbers"]
     for stage in report.get("stages", []):

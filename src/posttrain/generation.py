@@ -38,7 +38,7 @@ def load(path: str, trust_remote_code: bool = False):
 
         return VLLMModel(LLM(model=path, trust_remote_code=trust_remote_code,
                              tensor_parallel_size=torch.cuda.device_count())), tokenizer
-    from posttrain.devices import for_inference
+    from posttrain.training.devices import for_inference
 
     model = for_inference(AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code))
     model.eval()

@@ -38,7 +38,7 @@ def _tags(recipe: Recipe, entry: dict) -> dict[str, str]:
 def _mlflow(recipe: Recipe, entry: dict, run_id: str | None) -> dict:
     from mlflow.exceptions import MlflowException
 
-    from posttrain import tracking
+    from posttrain.reporting import tracking
 
     client, target = tracking.mlflow_client(recipe)
     name, alias = recipe.name, recipe.promote.alias

@@ -45,8 +45,8 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _rlvr_batches_divide(self) -> "Recipe":
-        if self.rlvr.algorithm == "grpo":  # PPO (posttrain.ppo) runs in one process
-            from posttrain.rlvr_batches import cluster_world, derive
+        if self.rlvr.algorithm == "grpo":  # PPO (posttrain.training.ppo) runs in one process
+            from posttrain.training.rlvr_batches import cluster_world, derive
 
             derive(self.rlvr, cluster_world(self.cluster.rlvr))
         if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows:

@@ -38,7 +38,7 @@ class Resources(Section):
     retries: int = Field(0, ge=0)
     timeout_s: int = Field(0, ge=0)  # 0: no timeout; an unschedulable pod otherwise waits forever
     # Nodes the stage trains on. Above 1 the stage's pod submits a Kubeflow Trainer TrainJob (torch-distributed
-    # runtime) of `nodes` pods with `gpus` processes each, and waits for it (posttrain.trainjob).
+    # runtime) of `nodes` pods with `gpus` processes each, and waits for it (posttrain.training.trainjob).
     nodes: int = Field(1, ge=1)
 
 
@@ -98,7 +98,7 @@ class SandboxSection(Section):
 
 
 class TrackingSection(Section):
-    """Where stage runs, per-step metrics, scores and reports are tracked (see posttrain.tracking)."""
+    """Where stage runs, per-step metrics, scores and reports are tracked (see posttrain.reporting.tracking)."""
 
     backend: Literal["mlflow", "none"] = "mlflow"
     # MLflow tracking URI, e.g. http://mlflow.mlflow.svc:5000. None: MLFLOW_TRACKING_URI from the environment;

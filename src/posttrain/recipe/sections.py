@@ -218,13 +218,13 @@ class DPOSection(Optimisation):
 
 
 class RLVRSection(Optimisation):
-    algorithm: Literal["grpo", "ppo"] = "grpo"  # GRPO: Tülu 3.1, TRL; PPO: Tülu 3, posttrain.ppo
+    algorithm: Literal["grpo", "ppo"] = "grpo"  # GRPO: Tülu 3.1, TRL; PPO: Tülu 3, posttrain.training.ppo
     learning_rate: LearningRate = 5e-5
     lr_scheduler: Scheduler = "constant"
     warmup: Warmup = 0.0  # a fraction of max_steps when < 1
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
     num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
-    batch_size: int = Field(64, gt=0)  # completions per optimizer update, global (posttrain.rlvr_batches)
+    batch_size: int = Field(64, gt=0)  # completions per optimizer update, global (posttrain.training.rlvr_batches)
     max_steps: int = Field(80, gt=0)  # optimizer steps
     temperature: float = Field(1.0, gt=0)
     max_completion_length: int = Field(90, gt=0)  # tokens

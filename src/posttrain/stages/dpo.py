@@ -8,11 +8,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from posttrain import checkpoints
+from posttrain.training import checkpoints
 from posttrain.data.formats import read_rows
-from posttrain.logprobs import preference_margin
+from posttrain.training.logprobs import preference_margin
 from posttrain.recipe import Recipe
-from posttrain.training import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, step_log,
+from posttrain.training.trainer import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, step_log,
                                 train_resumably, world_size)
 from posttrain.store import finished, seal
 
@@ -66,7 +66,7 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     rows = read_rows(pairs_dir / "pairs.jsonl", "preference")
     train = Dataset.from_list([to_trl(p) for p in rows])
     heldout = read_rows(pairs_dir / "heldout_pairs.jsonl", "preference")
-    from posttrain.devices import accelerator
+    from posttrain.training.devices import accelerator
 
     # On this process's GPU, where the trainer puts the model anyway; logprobs.py builds its inputs there.
     margin_before = preference_margin(model.to(accelerator()).eval(), tokenizer, heldout)

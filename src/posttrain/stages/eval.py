@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from posttrain import sandbox
-from posttrain import progress
+from posttrain.reporting import progress
 from posttrain.evals import BENCHMARKS
 from posttrain.evals.protocol import cut, pass_at
 from posttrain.evals.records import gaps, record

@@ -11,7 +11,7 @@ from pathlib import Path
 from posttrain import registry as registry_store
 from posttrain.evals.intervals import paired_difference_ci
 from posttrain.recipe import Recipe
-from posttrain.report import render_html, render_markdown
+from posttrain.reporting.report import render_html, render_markdown
 from posttrain.store import MANIFEST, read_manifest, seal, write_json
 
 
@@ -107,7 +107,8 @@ def register(recipe: Recipe, model_dir: str | Path, report_dir: str | Path, regi
     print(f"promote: {recipe.name} {entry['version']} registered at {url}")
     # Then the registry service deployments follow (MLflow / Kubeflow): a version pointing at the entry, and
     # the alias moved. A failure here fails the stage; a rerun finds the entry and the version and goes on.
-    from posttrain import model_registry, tracking
+    from posttrain import model_registry
+    from posttrain.reporting import tracking
 
     run = tracking.active()
     model_registry.register(recipe, {**entry, "url": url}, run.run_id if run else None)

@@ -9,11 +9,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from posttrain import checkpoints, rlvr_batches, sandbox
+from posttrain import sandbox
+
+from posttrain.training import checkpoints, rlvr_batches
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
-from posttrain.report import render_progress
-from posttrain.training import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably,
+from posttrain.reporting.report import render_progress
+from posttrain.training.trainer import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably,
                                 world_size)
 from posttrain.store import finished, seal
 from posttrain.verifiers import verify
@@ -130,7 +132,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, chec
 
 def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
         resumed: dict | None = None, mirror: str | None = None, verify=verify) -> list[dict]:
-    from posttrain import ppo as algorithm
+    from posttrain.training import ppo as algorithm
 
     cfg = recipe.rlvr
     settings = algorithm.Settings(
@@ -139,8 +141,8 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, check
         temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
         verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
         clip=cfg.clip, lam=cfg.gae_lambda, seed=recipe.seed_for("rlvr"))
-    from posttrain import progress, tracking
-    from posttrain.devices import accelerator
+    from posttrain.reporting import progress, tracking
+    from posttrain.training.devices import accelerator
 
     saver = algorithm.Checkpoints(checkpoint_dir or out_dir / "trainer", cfg.checkpoints.every, cfg.checkpoints.keep,
                                   mirror)

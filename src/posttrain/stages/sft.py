@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from posttrain import checkpoints
+from posttrain.training import checkpoints
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal
-from posttrain.training import (bucketed, checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu,
+from posttrain.training.trainer import (bucketed, checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu,
                                 step_log, train_resumably)
 
 

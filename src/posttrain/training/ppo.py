@@ -215,10 +215,10 @@ class Checkpoints:
     def resume(self, parts: dict) -> dict | None:
         from safetensors.torch import load_file, load_model
 
-        from posttrain.training import latest_complete
+        from posttrain.training.trainer import latest_complete
 
         if self.mirror:  # a new pod without the volume: fetch what an earlier one copied out
-            from posttrain.checkpoints import pull
+            from posttrain.training.checkpoints import pull
 
             pull(self.mirror, self.directory)
         found = latest_complete(self.directory)
@@ -243,7 +243,7 @@ class Checkpoints:
         if (self.every and step % self.every == 0) or self.terminated:
             self.save(step, parts, history)
         if self.terminated:
-            from posttrain.training import Preempted
+            from posttrain.training.trainer import Preempted
 
             raise Preempted(f"rlvr: stopped by SIGTERM at step {step}; checkpoint saved in {self.directory}, "
                             "rerun to resume")
@@ -251,7 +251,7 @@ class Checkpoints:
     def save(self, step: int, parts: dict, history: list[dict]) -> None:
         from safetensors.torch import save_file, save_model
 
-        from posttrain.training import checkpoints as found, mark_complete
+        from posttrain.training.trainer import checkpoints as found, mark_complete
 
         path = self.directory / f"checkpoint-{step}"
         path.mkdir(parents=True, exist_ok=True)
@@ -268,7 +268,7 @@ class Checkpoints:
         save_file(rng, str(path / "rng.safetensors"))
         mark_complete(path, step)
         if self.mirror:
-            from posttrain.checkpoints import push
+            from posttrain.training.checkpoints import push
 
             push(path, self.mirror, self.keep)
         for old in found(self.directory)[self.keep:]:

@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from posttrain import checkpoints
+from posttrain.training import checkpoints
 from posttrain.recipe import Recipe
 from posttrain.store import MANIFEST, file_digests, read_manifest
 
@@ -136,7 +136,7 @@ def run(recipe: Recipe, stage: str, inputs: list[str | Path], out_dir: str | Pat
     work.mkdir(parents=True, exist_ok=True)
     (work / "recipe.yaml").write_text(recipe.to_yaml())
     copies = _stage_inputs(inputs, work)
-    command = ["python", "-m", "torch.distributed.run", "-m", "posttrain.launch", stage, str(work / "recipe.yaml"),
+    command = ["python", "-m", "torch.distributed.run", "-m", "posttrain.training.launch", stage, str(work / "recipe.yaml"),
                *map(str, copies), str(work / "output")]
     objects = client.CustomObjectsApi(api_client)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from html import escape
 
-from posttrain.report_html import gap_rows, item_count, render_html  # noqa: F401  (the page lives there; callers import it from here)
+from posttrain.reporting.html import gap_rows, item_count, render_html  # noqa: F401  (the page lives there; callers import it from here)
 
 
 def render_markdown(report: dict) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from posttrain import progress
+from posttrain.reporting import progress
 # The marker and its checks live with the checkpoints' other rules; re-exported for the stages and tests.
-from posttrain.checkpoints import MARKER, is_complete, latest_complete, mark_complete, pull, push  # noqa: F401
-from posttrain.checkpoints import numbered as checkpoints  # noqa: F401
+from posttrain.training.checkpoints import MARKER, is_complete, latest_complete, mark_complete, pull, push  # noqa: F401
+from posttrain.training.checkpoints import numbered as checkpoints  # noqa: F401
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss."""
@@ -148,7 +148,7 @@ def train_resumably(stage: str, trainer_class, args, mirror: str | None = None, 
     resume = latest_complete(args.output_dir)
     checkpointing = Checkpointing(mirror, args.save_total_limit or 2)
     checkpointing.install_signal_handler()
-    from posttrain import tracking
+    from posttrain.reporting import tracking
 
     trainer = guarded(trainer_class)(args=args, callbacks=[checkpointing, StepLog(stage, tracking.active())], **kwargs)
     if resume:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from posttrain import plots
+from posttrain.reporting import plots
 
 # Per training stage: (key in its summary's step log, panel title), in the order shown.
 CURVES = {

@@ -36,7 +36,7 @@ def run_stage(stage: str, recipe: Recipe, *paths: str | Path) -> dict:
     with `cluster.<stage>.nodes` > 1, launched by the pipeline on a cluster, runs as a TrainJob instead."""
     multi_node = getattr(recipe.cluster, stage).nodes > 1
     if multi_node and "LOCAL_RANK" not in os.environ and os.environ.get("POSTTRAIN_IMAGE"):
-        from posttrain import trainjob  # POSTTRAIN_IMAGE: set by the pipeline on multi-node stages only
+        from posttrain.training import trainjob  # POSTTRAIN_IMAGE: set by the pipeline on multi-node stages only
 
         return trainjob.run(recipe, stage, paths[:-1], paths[-1])
     count = processes(recipe, stage)
@@ -46,7 +46,7 @@ def run_stage(stage: str, recipe: Recipe, *paths: str | Path) -> dict:
         handle.write(recipe.to_yaml())
     try:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}",
-                   "-m", "posttrain.launch", stage, handle.name, *map(str, paths)]
+                   "-m", "posttrain.training.launch", stage, handle.name, *map(str, paths)]
         print(f"{stage}: {count} processes: {' '.join(command)}", flush=True)
         subprocess.run(command, check=True)
     finally:

@@ -1,0 +1,1 @@
+"""Reporting: the run report (markdown, HTML, plots), live progress and experiment tracking."""
