@@ -1,8 +1,10 @@
 """Untrusted code stays in its box: hostile programs through the verifier's public entry point (`verify`),
-in bubblewrap on this machine and through the code-execution service on loopback. Each program exits 0
+in bubblewrap on this machine, under Landlock and seccomp where bubblewrap is missing, and through the
+code-execution service on loopback. Each program exits 0
 only when its attack worked, so a score of 1 is an escape; afterwards nothing may be left behind."""
-import os
+import functools
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import pytest
 
 from posttrain import sandbox
 from posttrain.recipe import SandboxSection
-from posttrain.sandbox import local, service
+from posttrain.sandbox import landlock, local, service
 from posttrain.verifiers import verify
 
 TIMEOUT_S = 3.0
@@ -64,19 +66,31 @@ def victim():
     process.wait()
 
 
-@pytest.fixture(params=["local", "service", "service-in-pod"])
+def hide_bwrap(monkeypatch) -> None:
+    """This machine as one without bubblewrap: `shutil.which("bwrap")`, which the probe asks, finds nothing."""
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else which(name, *a, **k))
+    monkeypatch.setattr(local, "probe", functools.cache(local.probe.__wrapped__))  # undone: the cached real one
+
+
+@pytest.fixture(params=["bwrap", "landlock", "service", "service-in-pod"])
 def where(request, monkeypatch):
-    """The verifier configured for bubblewrap here, for the service on 127.0.0.1, or for the service as it
-    runs in a pod whose seccomp profile refuses namespaces (Landlock per program); yields (mode, server)."""
+    """The verifier configured for bubblewrap here, for Landlock here when bubblewrap is missing, for the
+    service on 127.0.0.1, or for the service as it runs in a pod whose seccomp profile refuses namespaces
+    (Landlock per program); yields (mode, server)."""
     monkeypatch.setattr(sandbox, "_runners", {})
-    if request.param == "local":
+    if request.param in ("bwrap", "landlock"):
+        if request.param == "landlock":
+            hide_bwrap(monkeypatch)
+            if local.probe_landlock():
+                pytest.skip(f"needs a kernel with Landlock ABI 4 (Linux 6.7): {local.probe_landlock()}")
         section = SandboxSection(timeout_s=TIMEOUT_S)
         server = None
     else:
         limits = local.Limits(TIMEOUT_S, 1024, 32, 16)
         if request.param == "service-in-pod":
             if local.probe_landlock():
-                pytest.skip(local.probe_landlock())
+                pytest.skip(f"needs a kernel with Landlock ABI 4 (Linux 6.7): {local.probe_landlock()}")
             monkeypatch.setattr(local, "probe", lambda: "simulated: seccomp refuses user namespaces")
         server = service.serve("127.0.0.1", 0, limits, workers=4, allow_pod_isolation=request.param == "service-in-pod")
         section = SandboxSection(url=f"http://127.0.0.1:{server.server_address[1]}", timeout_s=TIMEOUT_S, retries=0)
@@ -127,8 +141,6 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, l
     planted = sorted(tmp_path.rglob("*"))
     monkeypatch.setattr(tempfile, "tempdir", str(host_tmp))
     programs = hostile_programs(secret, token, port, outside)
-    if mode == "service-in-pod" and os.geteuid() == 0:
-        del programs["fork bomb"]  # RLIMIT_NPROC binds no root process; the pod runs as uid 1000 (bwrap: own uids)
 
     # the same programs, run plainly, do what they claim (so a 0 in the box means the box stopped them)
     plain = subprocess.run([sys.executable, "-c", programs["read a secret outside the box"]], timeout=10)
@@ -152,7 +164,7 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, l
 
     # the parent survived being signalled, and the box still works
     assert verify(["def f(x):\n    return 2 * x"], dataset=["code"], ground_truth=["assert f(3) == 6"]) == [1.0]
-    assert sandbox.current().isolation == {"local": "bwrap", "service": "service (bwrap)",
+    assert sandbox.current().isolation == {"bwrap": "bwrap", "landlock": "landlock", "service": "service (bwrap)",
                                            "service-in-pod": "service (pod+landlock)"}[mode]
 
 
@@ -165,6 +177,7 @@ def test_control_the_same_attacks_succeed_without_the_box(tmp_path, listener, vi
     are left out: unboxed they would hit this shared machine and this test process.)"""
     monkeypatch.setattr(sandbox, "_runners", {})
     monkeypatch.setattr(local, "probe", lambda: "control run")
+    monkeypatch.setattr(local, "probe_landlock", lambda: "control run")
     secret, token, outside = tmp_path / "secret.txt", tmp_path / "token", tmp_path / "escaped.txt"
     secret.write_text(TOKEN)
     token.write_text(TOKEN)
@@ -188,18 +201,25 @@ def test_humaneval_canonical_solutions_score_one_through_the_service(where):
     print(f"humaneval canonical ({where[0]}): 164/164 in {time.monotonic() - start:.1f}s")
 
 
-def test_without_isolation_the_verifier_refuses_naming_the_recipe_field(monkeypatch):
-    monkeypatch.setattr(local, "probe", lambda: "simulated: bubblewrap cannot start")
+def test_without_bwrap_or_landlock_the_verifier_refuses_naming_the_field_and_what_to_install(monkeypatch):
+    hide_bwrap(monkeypatch)
+    monkeypatch.setattr(landlock, "abi", lambda: 3)  # a kernel older than 6.7
+    monkeypatch.setattr(local, "probe_landlock", functools.cache(local.probe_landlock.__wrapped__))
     monkeypatch.setattr(sandbox, "_runners", {})
     with sandbox.configured(SandboxSection()):
-        with pytest.raises(sandbox.SandboxUnavailable, match=r"recipe\.sandbox\.allow_unisolated.*simulated"):
+        with pytest.raises(sandbox.SandboxUnavailable) as refused:
             verify(["x = 1"], dataset=["code"], ground_truth=[""])
+    message = str(refused.value)
+    for named in ("recipe.sandbox.allow_unisolated", "bubblewrap (bwrap) is not installed",
+                  "apt-get install bubblewrap", "Landlock ABI is 3", "Linux 6.7"):
+        assert named in message, message
     with pytest.raises(SystemExit, match="refusing"):
         service.serve("127.0.0.1", 0, local.Limits(1, 256, 8, 1), workers=1)
 
 
 def test_the_opt_out_runs_unboxed_and_says_so(monkeypatch):
     monkeypatch.setattr(local, "probe", lambda: "simulated: bubblewrap cannot start")
+    monkeypatch.setattr(local, "probe_landlock", lambda: "simulated: Landlock ABI 0")
     monkeypatch.setattr(sandbox, "_runners", {})
     section = SandboxSection(allow_unisolated=True, timeout_s=5.0)
     with sandbox.configured(section), pytest.warns(UserWarning, match="WITHOUT network or filesystem isolation"):
@@ -259,6 +279,7 @@ def test_an_opted_out_run_says_so_in_the_eval_scores_and_the_gate_report(tmp_pat
     from posttrain.stages import base, data, eval as eval_stage, promote
 
     monkeypatch.setattr(local, "probe", lambda: "simulated: bubblewrap cannot start")
+    monkeypatch.setattr(local, "probe_landlock", lambda: "simulated: Landlock ABI 0")
     monkeypatch.setattr(sandbox, "_runners", {})
     monkeypatch.setattr(sandbox, "_section", None)
     recipe = micro_recipe.override(eval={"benchmarks": ["humaneval"], "max_new_tokens_for": {}},
@@ -275,3 +296,15 @@ def test_an_opted_out_run_says_so_in_the_eval_scores_and_the_gate_report(tmp_pat
     assert report["sandbox"] == sandbox.OPTED_OUT
     assert f"ran in: **{sandbox.OPTED_OUT}**" in (tmp_path / "gate" / "report.md").read_text()
     assert sandbox.OPTED_OUT in (tmp_path / "gate" / "report.html").read_text()
+
+
+def test_landlock_box_before_abi_6_refuses_signals_through_seccomp(monkeypatch):
+    """Landlock scopes signals from ABI 6 (Linux 6.12); on an older kernel the seccomp filter refuses them."""
+    limits = local.Limits(5.0, 1024, 32, 16)
+    if local.probe_landlock():
+        pytest.skip(f"needs a kernel with Landlock ABI 4 (Linux 6.7): {local.probe_landlock()}")
+    signal_self = "import os\nos.kill(os.getpid(), 0)"
+    assert local.run(signal_self, limits, "landlock")  # ABI 6 scoping leaves a process its own signals
+    monkeypatch.setattr(landlock, "abi", lambda: 5)
+    passed, output = local.run_detailed(signal_self, limits, "landlock")
+    assert not passed and "PermissionError" in output
