@@ -58,6 +58,27 @@ def listener():
 
 
 @pytest.fixture
+def udp_echo():
+    """A UDP socket on loopback that answers every datagram it receives (so a program knows it got through)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    received = []
+
+    def echo():
+        while True:
+            try:
+                data, peer = server.recvfrom(64)
+            except OSError:
+                return
+            received.append(data)
+            server.sendto(data, peer)
+
+    threading.Thread(target=echo, daemon=True).start()
+    yield server.getsockname()[1], received
+    server.close()
+
+
+@pytest.fixture
 def victim():
     """Another process of this user with the secret in its environment (what /proc/<pid>/environ shows)."""
     process = subprocess.Popen(["sleep", "120"], env={"POSTTRAIN_HOSTILE_SECRET": TOKEN})
@@ -101,7 +122,7 @@ def where(request, monkeypatch):
         server.server_close()
 
 
-def hostile_programs(secret: Path, token: Path, port: int, outside: Path) -> dict[str, str]:
+def hostile_programs(secret: Path, token: Path, port: int, outside: Path, udp_port: int) -> dict[str, str]:
     paths = [str(token), "/var/run/secrets/kubernetes.io/serviceaccount/token"]
     return {
         "read a secret outside the box": f"assert {TOKEN!r} in open({str(secret)!r}).read()",
@@ -113,6 +134,10 @@ def hostile_programs(secret: Path, token: Path, port: int, outside: Path) -> dic
             f"    try:\n        if {TOKEN!r}.encode() in open(p, 'rb').read(): sys.exit(0)\n"
             "    except OSError:\n        pass\nsys.exit(1)"),
         "open a socket to a loopback listener": f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)",
+        # UDP, which Landlock does not rule: succeeded when the loopback echo answered
+        "exchange UDP datagrams with a loopback socket": (
+            f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(2)\n"
+            f"s.sendto(b'out', ('127.0.0.1', {udp_port}))\nassert s.recvfrom(64)[0] == b'out'"),
         "fork bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
         "allocate 4 GB": "x = bytearray(4 << 30)\nx[::4096] = b'1' * len(x[::4096])",
         "write 100 MB": "with open('big', 'wb') as f:\n    for _ in range(100):\n        f.write(b'0' * (1 << 20))",
@@ -127,7 +152,8 @@ def hostile_programs(secret: Path, token: Path, port: int, outside: Path) -> dic
     }
 
 
-def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, listener, victim, monkeypatch):
+def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, listener, udp_echo, victim,
+                                                              monkeypatch):
     mode, server = where
     secret = tmp_path / "secret.txt"
     secret.write_text(TOKEN)
@@ -140,7 +166,7 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, l
     host_tmp.mkdir()
     planted = sorted(tmp_path.rglob("*"))
     monkeypatch.setattr(tempfile, "tempdir", str(host_tmp))
-    programs = hostile_programs(secret, token, port, outside)
+    programs = hostile_programs(secret, token, port, outside, udp_echo[0])
 
     # the same programs, run plainly, do what they claim (so a 0 in the box means the box stopped them)
     plain = subprocess.run([sys.executable, "-c", programs["read a secret outside the box"]], timeout=10)
@@ -151,9 +177,10 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, l
                                        ground_truth=[""] * len(programs))))
     elapsed = time.monotonic() - start
     assert scores == {name: 0.0 for name in programs}, f"escaped ({mode}): {[n for n, s in scores.items() if s]}"
-    assert elapsed < 4 * TIMEOUT_S + 10  # 10 programs, 4 at a time: the timeout bounds every one
+    assert elapsed < 4 * TIMEOUT_S + 10  # 11 programs, 4 at a time: the timeout bounds every one
 
     assert not accepted, "the program reached the loopback listener"
+    assert not udp_echo[1], "a datagram reached the loopback UDP socket"
     assert sorted(tmp_path.rglob("*")) == planted and secret.read_text() == TOKEN and not outside.exists()
     assert not Path("/usr/escaped").exists()
     assert list(host_tmp.iterdir()) == []
@@ -169,10 +196,11 @@ def test_hostile_programs_score_zero_and_leave_nothing_behind(where, tmp_path, l
 
 
 CONTROLS = ["read a secret outside the box", "read a service-account token", "read another process's environment",
-            "open a socket to a loopback listener", "write outside the box"]
+            "open a socket to a loopback listener", "exchange UDP datagrams with a loopback socket",
+            "write outside the box"]
 
 
-def test_control_the_same_attacks_succeed_without_the_box(tmp_path, listener, victim, monkeypatch):
+def test_control_the_same_attacks_succeed_without_the_box(tmp_path, listener, udp_echo, victim, monkeypatch):
     """The attacks are real: unboxed (the opt-out) they score 1. (The fork bomb, 4 GB, 100 MB and signal ones
     are left out: unboxed they would hit this shared machine and this test process.)"""
     monkeypatch.setattr(sandbox, "_runners", {})
@@ -182,12 +210,12 @@ def test_control_the_same_attacks_succeed_without_the_box(tmp_path, listener, vi
     secret.write_text(TOKEN)
     token.write_text(TOKEN)
     port, accepted = listener
-    programs = hostile_programs(secret, token, port, outside)
+    programs = hostile_programs(secret, token, port, outside, udp_echo[0])
     with sandbox.configured(SandboxSection(allow_unisolated=True, timeout_s=TIMEOUT_S)), pytest.warns(UserWarning):
         scores = verify([programs[name] for name in CONTROLS], dataset=["code"] * len(CONTROLS),
                         ground_truth=[""] * len(CONTROLS))
     assert scores == [1.0] * len(CONTROLS)
-    assert outside.exists() and accepted
+    assert outside.exists() and accepted and udp_echo[1]
 
 
 def test_humaneval_canonical_solutions_score_one_through_the_service(where):

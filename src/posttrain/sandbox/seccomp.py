@@ -5,7 +5,8 @@ netlink or UNIX sockets (a program could reach a DNS server, or connect to a soc
 io_uring (whose socket operations skip the socket system call), nor leaving the process group that the
 timeout kills. This filter makes those system calls fail with EACCES, in the child before exec:
 `socket` (every family: a verifier's program needs none; `socketpair` stays), `io_uring_setup`, `setsid`
-and `setpgid` (so `killpg` takes every descendant), `ptrace` and `process_vm_readv/writev`; and, when
+and `setpgid` (so `killpg` takes every descendant), `ptrace` and `process_vm_readv/writev`, System V IPC
+(shared memory, queues, semaphores of this machine's other processes) and the kernel keyrings; and, when
 Landlock is older than ABI 6 and cannot scope signals, every call that signals another process.
 Requires no_new_privs (landlock.restrict sets it first). Architectures other than the running one are killed,
 and on x86_64 the x32 numbers too, so no alternate numbering bypasses the list.
@@ -26,13 +27,20 @@ _ARCH = {
     "x86_64": (0xC000003E, {"socket": 41, "io_uring_setup": 425, "setsid": 112, "setpgid": 109, "ptrace": 101,
                             "process_vm_readv": 310, "process_vm_writev": 311, "kill": 62, "tkill": 200,
                             "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-                            "pidfd_send_signal": 424}),
+                            "pidfd_send_signal": 424, "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64,
+                            "semop": 65, "semctl": 66, "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70,
+                            "msgctl": 71, "add_key": 248, "request_key": 249, "keyctl": 250}),
     "aarch64": (0xC00000B7, {"socket": 198, "io_uring_setup": 425, "setsid": 157, "setpgid": 154, "ptrace": 117,
                              "process_vm_readv": 270, "process_vm_writev": 271, "kill": 129, "tkill": 130,
                              "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
-                             "pidfd_send_signal": 424}),
+                             "pidfd_send_signal": 424, "shmget": 194, "shmat": 196, "shmctl": 195,
+                             "semget": 190, "semop": 193, "semctl": 191, "semtimedop": 192, "msgget": 186,
+                             "msgsnd": 189, "msgrcv": 188, "msgctl": 187, "add_key": 217, "request_key": 218,
+                             "keyctl": 219}),
 }
-ALWAYS = ("socket", "io_uring_setup", "setsid", "setpgid", "ptrace", "process_vm_readv", "process_vm_writev")
+ALWAYS = ("socket", "io_uring_setup", "setsid", "setpgid", "ptrace", "process_vm_readv", "process_vm_writev",
+          "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop", "msgget", "msgsnd", "msgrcv",
+          "msgctl", "add_key", "request_key", "keyctl")
 SIGNALS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal")
 
 
