@@ -6,7 +6,7 @@ POST /run  {"code": str, "tests": str (optional, appended), "timeout_s": float (
        ->  {"passed": bool, "isolation": str, "seconds": float}
 GET  /healthz -> {"isolation": str, "workers": int}
 
-Each program runs in bubblewrap (sandbox/local.py), as in a local run. A pod under the default seccomp
+Each program runs in bubblewrap (sandbox/local.py), as in a local run with it. A pod under the default seccomp
 profile (Pod Security "restricted") may not create the namespaces bubblewrap needs; with
 `--allow-pod-isolation` the service then relies on the pod (no service-account token, egress denied by its
 NetworkPolicy, read-only root, an emptyDir /tmp, non-root, its own CPU and memory limits) and confines each
