@@ -3,6 +3,7 @@ in bubblewrap on this machine, under Landlock and seccomp where bubblewrap is mi
 code-execution service on loopback. Each program exits 0
 only when its attack worked, so a score of 1 is an escape; afterwards nothing may be left behind."""
 import functools
+import os
 import secrets
 import shutil
 import socket
@@ -336,3 +337,46 @@ def test_landlock_box_before_abi_6_refuses_signals_through_seccomp(monkeypatch):
     monkeypatch.setattr(landlock, "abi", lambda: 5)
     passed, output = local.run_detailed(signal_self, limits, "landlock")
     assert not passed and "PermissionError" in output
+
+
+SAME_USER_ATTACKS = '''
+import os, signal, subprocess, sys
+from posttrain.sandbox import local
+assert local.probe_landlock() is None, local.probe_landlock()
+victim = subprocess.Popen(["sleep", "60"], env={"SECRET": %r})
+attacks = {
+    "read the environment of a process of this user": f"assert %r.encode() in open('/proc/{victim.pid}/environ', 'rb').read()",
+    "kill a process of this user": f"import os, signal\\nos.kill({victim.pid}, signal.SIGKILL)",
+    "ptrace a process of this user": f"import ctypes\\nassert ctypes.CDLL(None).ptrace(16, {victim.pid}, 0, 0) == 0",
+}
+limits = local.Limits(5.0, 1024, 32, 16)
+# control: unboxed, the same user reads the environment and may signal (0: the check, not the kill)
+control = [local.run(attacks["read the environment of a process of this user"], limits, "none"),
+           local.run(f"import os\\nos.kill({victim.pid}, 0)", limits, "none")]
+escaped = [name for name, program in attacks.items() if local.run(program, limits, "landlock")]
+alive = victim.poll() is None
+victim.kill()
+print("uid", os.getuid(), "control", control, "escaped", escaped, "victim alive", alive)
+sys.exit(1 if escaped or not alive or control != [True, True] else 0)
+''' % (TOKEN, TOKEN)
+
+
+def test_landlock_box_keeps_a_users_own_processes_safe(tmp_path):
+    """A laptop's case: the box runs under the user's own uid, beside the user's other processes (as root
+    the box has a uid of its own, so the suite above does not show this). Run as an ordinary user: ourselves,
+    or, as root, nobody (65534) with the system's interpreter."""
+    if local.probe_landlock():
+        pytest.skip(f"needs a kernel with Landlock ABI 4 (Linux 6.7): {local.probe_landlock()}")
+    paths = [str(Path(local.__file__).parents[2]), str(Path(pytest.__file__).parents[1])]  # src, site-packages
+    if os.geteuid() != 0:
+        command = [sys.executable, "-c", SAME_USER_ATTACKS]
+    else:
+        interpreter = local._landlock_interpreter(as_other_user=True)
+        if interpreter is None or not all(local._others_can_reach(p) for p in paths):
+            pytest.skip("needs a python and this checkout that an ordinary user can read, to pose as one")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", interpreter[0], "-c",
+                   SAME_USER_ATTACKS]
+    result = subprocess.run(command, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(paths)},
+                            cwd=tmp_path if os.geteuid() != 0 else "/", capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "control [True, True] escaped [] victim alive True" in result.stdout
