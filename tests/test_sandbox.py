@@ -303,6 +303,28 @@ def test_the_service_rejects_malformed_requests_and_caps_the_timeout():
         server.server_close()
 
 
+def test_without_bwrap_the_stages_box_code_with_landlock_and_the_gate_report_says_so(tmp_path, micro_recipe,
+                                                                                   monkeypatch):
+    """The README demo's path on a laptop without bubblewrap: data (its code rows run), eval on HumanEval, gate."""
+    from posttrain.stages import base, data, eval as eval_stage, promote
+
+    hide_bwrap(monkeypatch)
+    if local.probe_landlock():
+        pytest.skip(f"needs a kernel with Landlock ABI 4 (Linux 6.7): {local.probe_landlock()}")
+    monkeypatch.setattr(sandbox, "_runners", {})
+    monkeypatch.setattr(sandbox, "_section", None)
+    recipe = micro_recipe.override(eval={"benchmarks": ["humaneval"], "max_new_tokens_for": {}},
+                                   promote={"min_accuracy": {}, "registry": f"file://{tmp_path}/registry"})
+    data.run(recipe, tmp_path / "data")
+    base.run(recipe, tmp_path / "data", tmp_path / "base")
+    scores = eval_stage.run(recipe, tmp_path / "data", {"base": tmp_path / "base"}, tmp_path / "eval")
+    assert scores["sandbox"] == "landlock"
+    report = promote.decide(recipe, tmp_path / "eval", tmp_path / "gate")
+    assert report["sandbox"] == "landlock"
+    assert "ran in: **landlock**" in (tmp_path / "gate" / "report.md").read_text()
+    assert "<b>landlock</b>" in (tmp_path / "gate" / "report.html").read_text()
+
+
 def test_an_opted_out_run_says_so_in_the_eval_scores_and_the_gate_report(tmp_path, micro_recipe, monkeypatch):
     """Through the stages: data (its code rows are run), base, eval on HumanEval, gate report."""
     from posttrain.stages import base, data, eval as eval_stage, promote
