@@ -367,7 +367,8 @@ from posttrain.sandbox import local
 assert local.probe_landlock() is None, local.probe_landlock()
 victim = subprocess.Popen(["sleep", "60"], env={"SECRET": %r})
 attacks = {
-    "read the environment of a process of this user": f"assert %r.encode() in open('/proc/{victim.pid}/environ', 'rb').read()",
+    "read the environment of a process of this user":
+        f"assert %r.encode() in open('/proc/{victim.pid}/environ', 'rb').read()",
     "kill a process of this user": f"import os, signal\\nos.kill({victim.pid}, signal.SIGKILL)",
     "ptrace a process of this user": f"import ctypes\\nassert ctypes.CDLL(None).ptrace(16, {victim.pid}, 0, 0) == 0",
 }
