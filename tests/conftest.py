@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,49 @@ import pytest
 from posttrain.recipe import load
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# In CI (`CI` set, as .ci/run and every CI service set it) a skip is a failure unless its reason starts with
+# one of these: CI installs everything else a test needs (the test extra, bubblewrap, Chromium), so any
+# other skip would be a test the README promises and nobody ran.
+IN_CI = bool(os.environ.get("CI"))
+SKIPS_ALLOWED_IN_CI = ("needs a GPU", "needs a cluster")
+
+
+def _skip_reason(report) -> str:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def _fail_a_skip_in_ci(report) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report)
+        if not reason.startswith(SKIPS_ALLOWED_IN_CI):
+            report.outcome = "failed"
+            report.longrepr = (f"skipped in CI ({reason}); in CI only a test whose skip reason starts with "
+                               f"{' or '.join(map(repr, SKIPS_ALLOWED_IN_CI))} may skip (tests/conftest.py)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_a_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):  # a module-level skip or importorskip
+    outcome = yield
+    _fail_a_skip_in_ci(outcome.get_result())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The number of skipped tests and each reason, whatever the verbosity (CI's log shows what did not run)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if not hasattr(r, "wasxfail")]
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reasons[_skip_reason(report)] = reasons.get(_skip_reason(report), 0) + 1
+    terminalreporter.write_sep("-", f"{len(skipped)} skipped")
+    for reason, count in sorted(reasons.items()):
+        terminalreporter.write_line(f"{count:4d}  {reason}")
 
 
 @pytest.fixture

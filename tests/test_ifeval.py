@@ -56,7 +56,6 @@ def _kwargs(rng: random.Random, instruction_id: str, response: str) -> dict:
 def reference(monkeypatch):
     """lm-eval's checks, with the two NLTK pieces that need downloaded data swapped for ours (same algorithms,
     Punkt untrained): the comparison is of the rules, which is what we reimplement."""
-    pytest.importorskip("lm_eval")
     from lm_eval.tasks.ifeval import instructions_registry, instructions_util
     from nltk.tokenize.punkt import PunktSentenceTokenizer
 

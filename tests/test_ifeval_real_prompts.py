@@ -7,7 +7,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from test_ifeval import _response, reference  # noqa: F401  (reference is a fixture)
 
 from posttrain.verifiers.ifeval import follows
@@ -62,7 +61,6 @@ def test_checks_agree_with_lm_eval_on_the_real_prompts_kwargs(reference):  # noq
 def test_non_letter_letters_are_counted_where_lm_eval_draws_a_random_letter():
     """Two real prompts ask for `#` and `!`: lm-eval's LetterFrequencyChecker replaces any non a-z "letter" with
     a random ASCII letter, so its verdict there is a coin toss; ours counts the character the prompt names."""
-    pytest.importorskip("lm_eval")
     from lm_eval.tasks.ifeval.instructions import LetterFrequencyChecker
 
     cases = [(i, k) for item in ifeval_prompts() for i, k in zip(item["instruction_id_list"], item["kwargs"])

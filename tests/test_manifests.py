@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
+import kubernetes_validate  # noqa: E402  (the test extra)
 
 from conftest import ROOT  # noqa: E402
 

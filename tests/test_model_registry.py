@@ -5,8 +5,6 @@ from fake_model_registry import FakeModelRegistry
 from posttrain.stages import promote
 from test_promote import RECIPE, _stage_dirs
 
-pytest.importorskip("model_registry")
-
 
 def test_kubeflow_registry_gets_one_version_per_model_and_the_alias(tmp_path):
     fake = FakeModelRegistry()

@@ -1,4 +1,4 @@
-"""The report page, opened in headless Chromium (skipped without Chromium)."""
+"""The report page, opened in headless Chromium (skipped without Chromium, except in CI, which installs it)."""
 import random
 import shutil
 import subprocess

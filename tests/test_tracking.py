@@ -98,9 +98,10 @@ def test_a_pipeline_run_tracks_every_stage_under_one_parent(micro_recipe, mlflow
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import IN_CI, ROOT
 
-    if shutil.which("chromium"):  # the run's own report page, in a browser; the screenshot stays with the run
+    # the run's own report page, in a browser; the screenshot stays with the run (CI installs Chromium)
+    if shutil.which("chromium") or IN_CI:
         check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
                                 str(tmp_path / "run" / "report.html")], capture_output=True, text=True, timeout=300)
         assert check.returncode == 0, check.stderr

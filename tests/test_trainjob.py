@@ -22,8 +22,8 @@ from posttrain.store import file_digests, read_manifest
 
 from conftest import reply_json
 
-kubernetes = pytest.importorskip("kubernetes")
-models = pytest.importorskip("kubeflow_trainer_api.models")
+import kubernetes  # noqa: E402  (the test extra)
+from kubeflow_trainer_api import models  # noqa: E402
 
 PREFIX = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team/trainjobs"
 

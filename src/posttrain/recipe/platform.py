@@ -81,18 +81,21 @@ class SandboxSection(Section):
     """Where model-written code runs (the code verifier in rlvr, preference and data, HumanEval in eval).
 
     Locally every program runs in bubblewrap: no network (a fresh namespace with only a down loopback), a
-    filesystem of its own working directory plus the interpreter, read-only. On a cluster `url` names the
-    code-execution service (manifests/base/sandbox.yaml). Without either, the verifier refuses to run.
+    filesystem of its own working directory plus the interpreter, read-only; where bubblewrap is missing,
+    under Landlock and a seccomp filter (Linux 6.7 or later: no sockets, files as above on the host's disk).
+    On a cluster `url` names the code-execution service (manifests/base/sandbox.yaml). Without any of these,
+    the verifier refuses to run.
     """
 
-    url: str | None = None  # code-execution service, e.g. http://posttrain-sandbox.posttrain:8080; None: local bubblewrap
-    # Run programs locally with only rlimits and a timeout (this user's network and files!) when bubblewrap
-    # cannot start; the run's reports then say "none (opted out)". For a trusted laptop, never a cluster.
+    url: str | None = None  # code-execution service, e.g. http://posttrain-sandbox.posttrain:8080; None: this machine
+    # Run programs locally with only rlimits and a timeout (this user's network and files!) when neither
+    # bubblewrap nor Landlock can box them; the run's reports then say "none (opted out)". For a trusted laptop,
+    # never a cluster.
     allow_unisolated: bool = False
     timeout_s: float = Field(10.0, gt=0)  # wall clock per program; the whole process tree is killed after it
     memory_mb: int = Field(1024, gt=0)  # address space per process
     max_processes: int = Field(32, gt=0)  # processes and threads per program (a fork bomb stops here)
-    max_file_mb: int = Field(16, gt=0)  # largest file a program may write; its tmpfs holds 4x this
+    max_file_mb: int = Field(16, gt=0)  # largest file a program may write; bwrap's tmpfs holds 4x this
     concurrency: int = Field(4, gt=0)  # programs in flight (local processes, or requests to the service)
     retries: int = Field(3, ge=0)  # service: retries on connection errors and 5xx, backoff doubling from 0.5 s
 

@@ -2,6 +2,7 @@
 
 - `recipe.sandbox.url` set: the code-execution service (`sandbox/service.py`, its own locked-down pod).
 - else bubblewrap on this machine (`sandbox/local.py`), when `local.probe()` finds that it can box a program;
+- else Landlock and a seccomp filter (`sandbox/local.py`), when `local.probe_landlock()` finds that they confine one;
 - else, only with `recipe.sandbox.allow_unisolated: true`, rlimits and a timeout alone;
 - else `SandboxUnavailable`, naming that field.
 
@@ -30,15 +31,16 @@ class SandboxUnavailable(RuntimeError):
 
 
 class LocalRunner:
-    def __init__(self, section: SandboxSection, isolated: bool):
-        self.section, self.isolated = section, isolated
-        self.isolation = "bwrap" if isolated else OPTED_OUT
+    def __init__(self, section: SandboxSection, mode: str):
+        """`mode`: one of `local.MODES`; the report names it ("bwrap", "landlock"), or the opt-out."""
+        self.section, self.mode = section, mode
+        self.isolation = OPTED_OUT if mode == "none" else mode
         self.limits = local.Limits(section.timeout_s, section.memory_mb, section.max_processes, section.max_file_mb)
 
     def run(self, programs: list[str], timeout_s: float | None = None) -> list[bool]:
         limits = self.limits if timeout_s is None else dataclasses.replace(self.limits, timeout_s=timeout_s)
         with ThreadPoolExecutor(self.section.concurrency) as pool:
-            return list(pool.map(lambda p: local.run(p, limits, "bwrap" if self.isolated else "none"), programs))
+            return list(pool.map(lambda p: local.run(p, limits, self.mode), programs))
 
 
 def make_runner(section: SandboxSection):
@@ -47,19 +49,24 @@ def make_runner(section: SandboxSection):
         from posttrain.sandbox.client import ServiceRunner
 
         return ServiceRunner(section)
-    problem = local.probe()
-    if problem is None:
-        return LocalRunner(section, isolated=True)
+    no_bwrap = local.probe()
+    if no_bwrap is None:
+        return LocalRunner(section, "bwrap")
+    no_landlock = local.probe_landlock()
+    if no_landlock is None:
+        return LocalRunner(section, "landlock")
+    problem = f"{no_bwrap}; and Landlock cannot stand in: {no_landlock}"
     if section.allow_unisolated:
         import warnings
 
         warnings.warn(f"running model-written code WITHOUT network or filesystem isolation ({problem}); "
                       "recipe.sandbox.allow_unisolated is true", stacklevel=2)
-        return LocalRunner(section, isolated=False)
+        return LocalRunner(section, "none")
     raise SandboxUnavailable(
         f"recipe.sandbox.allow_unisolated: false, and model-written code cannot be isolated here: {problem}. "
-        "Install bubblewrap (apt-get install bubblewrap), name a code-execution service in recipe.sandbox.url, "
-        "or set recipe.sandbox.allow_unisolated: true to run it with this user's network and files.")
+        "Install bubblewrap (apt-get install bubblewrap) or run on Linux 6.7 or later (Landlock ABI 4), name a "
+        "code-execution service in recipe.sandbox.url, or set recipe.sandbox.allow_unisolated: true to run it "
+        "with this user's network and files.")
 
 
 _lock = threading.Lock()

@@ -1,5 +1,6 @@
-"""Run one untrusted Python program on this machine: boxed by bubblewrap; confined by Landlock (the service
-in a pod that may not create namespaces, see sandbox/service.py); or, opted out, with rlimits only.
+"""Run one untrusted Python program on this machine: boxed by bubblewrap; confined by Landlock and a seccomp
+filter where bubblewrap is missing or cannot start (a laptop without it; the service in a pod that may not
+create namespaces, see sandbox/service.py); or, opted out, with rlimits only.
 
 The box (bubblewrap, see docs/ARCHITECTURE.md for why): fresh network, PID, IPC and UTS namespaces; a root
 that holds only the interpreter's directories (read-only), a fresh /proc of the box's own PID namespace, a
@@ -8,6 +9,13 @@ this machine's disk. When we are root the program runs under an unprivileged use
 slot), so it cannot read root's files nor signal our processes, and RLIMIT_NPROC (which the kernel does not
 enforce for root) bounds a fork bomb. rlimits: CPU time, address space, processes, file size, no core dumps.
 A wall-clock timeout kills the whole process group; bwrap's PID namespace takes every descendant with it.
+
+The Landlock box (no namespaces): the program runs in its own temporary directory on this machine's disk, the
+only place it may write; it may read and execute only the interpreter's prefix and the system's libraries;
+no TCP (Landlock), no socket at all, no io_uring, no leaving its process group (seccomp, sandbox/seccomp.py),
+no signal or abstract socket beyond itself (Landlock ABI 6; seccomp refuses signals on older kernels); an
+environment of PATH, HOME and TMPDIR only, no inherited file descriptor, no_new_privs; as root, an unprivileged
+uid per slot as in bwrap. docs/ARCHITECTURE.md ("Model-written code") lists what it does not cover.
 """
 from __future__ import annotations
 
@@ -17,16 +25,21 @@ import queue
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from posttrain.sandbox import landlock
+from posttrain.sandbox import landlock, seccomp
 
 BOX = "/box"  # the program's working directory inside the sandbox
 _PATH = "/usr/bin:/bin"
+# `python program.py` opens the file by its absolute path, through directories that may be closed to the box's
+# uid (pytest's are 0700); this opens it relative to the working directory instead
+_RUN_RELATIVE = ("exec(compile(open('program.py', 'rb').read(), 'program.py', 'exec'), "
+                 "{'__name__': '__main__', '__file__': 'program.py', '__builtins__': __builtins__})")
 
 
 @dataclass(frozen=True)
@@ -55,9 +68,33 @@ def _owner(entry: Path) -> int | None:
         return None
 
 
-def _read_only_roots() -> list[str]:
+def _others_can_reach(path: str) -> bool:
+    """Whether a user with no relation to the owners may traverse to `path` and read it (mode bits only)."""
+    try:
+        if not os.stat(path).st_mode & stat.S_IROTH:
+            return False
+        return all(os.stat(parent).st_mode & stat.S_IXOTH for parent in Path(path).parents)
+    except OSError:
+        return False
+
+
+@functools.cache
+def _landlock_interpreter(as_other_user: bool) -> tuple[str, str] | None:
+    """The interpreter a Landlock box runs and its prefix: ours, or, when the box runs as another user who
+    cannot reach ours (pyenv under /root, mode 0700), the system's python of the same version; None if neither."""
+    executable, prefix = _interpreter()
+    if not as_other_user or (_others_can_reach(executable) and _others_can_reach(prefix)):
+        return executable, prefix
+    for directory in ("/usr/bin", "/usr/local/bin"):
+        candidate = os.path.realpath(f"{directory}/python{sys.version_info.major}.{sys.version_info.minor}")
+        if os.path.isfile(candidate) and _others_can_reach(candidate):
+            return candidate, str(Path(candidate).parent.parent)
+    return None
+
+
+def _read_only_roots(prefix: str) -> list[str]:
     """What the interpreter needs to start, for a Landlock box: its prefix and the system's libraries."""
-    return [_interpreter()[1], "/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache"]
+    return [prefix, "/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/dev/urandom", "/dev/zero"]
 
 
 def _set_limits(limits: Limits, nproc: int) -> None:
@@ -91,17 +128,22 @@ def bwrap_command(program_path: str, limits: Limits, uid: int | None) -> list[st
                 "--perms", "1777", "--size", tmpfs_bytes, "--tmpfs", "/tmp",
                 "--perms", "1777", "--size", tmpfs_bytes, "--tmpfs", BOX,
                 "--ro-bind", program_path, f"{BOX}/program.py", "--chdir", BOX, "--"]
-    if uid is not None:
-        command += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                    "--bounding-set=-all", "--no-new-privs"]
-    return command + [executable, "-I", f"{BOX}/program.py"]
+    return command + _drop_to(uid) + [executable, "-I", f"{BOX}/program.py"]
+
+
+def _drop_to(uid: int | None) -> list[str]:
+    """The setpriv prefix that runs the rest of a command as `uid` with no capabilities ([] for None)."""
+    if uid is None:
+        return []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs"]
 
 
 @functools.cache
 def probe() -> str | None:
     """None when bubblewrap boxes a program here (no network interface up, no file outside the box), else why not."""
     if not shutil.which("bwrap"):
-        return "bubblewrap (bwrap) is not installed"
+        return "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
     if os.geteuid() == 0 and not shutil.which("setpriv"):
         return "setpriv (util-linux) is not installed"
     check = ("import os, socket\n"
@@ -117,13 +159,23 @@ def probe() -> str | None:
 
 @functools.cache
 def probe_landlock() -> str | None:
-    """None when Landlock (ABI >= 4: files and TCP) confines a program here, else why not."""
+    """None when Landlock (ABI >= 4: files and TCP) and the seccomp filter confine a program here, else why not."""
     if landlock.abi() < 4:
-        return f"Landlock ABI {landlock.abi()} (4 or later confines TCP too)"
+        return (f"the kernel's Landlock ABI is {landlock.abi()} (Linux 6.7 or later has ABI 4, which confines "
+                "TCP too)")
+    if not seccomp.available():
+        return "no seccomp filter for this architecture"
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        return "setpriv (util-linux) is not installed"
+    if _landlock_interpreter(os.geteuid() == 0) is None:
+        return (f"as root the program runs under an unprivileged uid, which cannot reach {_interpreter()[0]} "
+                f"(a directory above it is not searchable by others), and there is no system "
+                f"python{sys.version_info.major}.{sys.version_info.minor}")
     check = ("import socket\ntry:\n    open('/etc/hostname')\nexcept PermissionError:\n    pass\n"
              "else:\n    raise SystemExit('read outside the box')\n"
-             "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\nexcept PermissionError:\n    pass\n"
-             "else:\n    raise SystemExit('connected')\n")
+             "for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):\n"
+             "    try:\n        socket.socket(socket.AF_INET, kind)\n    except PermissionError:\n        pass\n"
+             "    else:\n        raise SystemExit('opened a socket')\n")
     try:
         passed, detail = run_detailed(check, Limits(20.0, 1024, 32, 16), "landlock")
     except (OSError, subprocess.SubprocessError) as exc:
@@ -149,22 +201,34 @@ def _run(program: str, limits: Limits, mode: str, uid: int | None = None,
             handle.write(program)
         os.chmod(host_dir, 0o755)
         os.chmod(path, 0o644)
+        env, prefix = {"PATH": _PATH}, ""
         if mode == "bwrap":
             command, cwd = bwrap_command(path, limits, uid), "/"
-            # as root the program's own uid counts only its processes; otherwise the limit counts all of ours
-            nproc = limits.max_processes if uid is not None else _own_process_count() + limits.max_processes
+        elif mode == "landlock":
+            found = _landlock_interpreter(uid is not None)
+            if found is None:
+                raise OSError(probe_landlock())
+            executable, prefix = found
+            command, cwd = _drop_to(uid) + [executable, "-I", "-c", _RUN_RELATIVE], host_dir
+            env.update(HOME=host_dir, TMPDIR=host_dir)
+            if uid is not None:
+                os.chown(host_dir, uid, uid)
+                os.chmod(host_dir, 0o700)
         else:
             command, cwd = [_interpreter()[0], "-I", path], host_dir
-            nproc = _own_process_count() + limits.max_processes if os.geteuid() else limits.max_processes
+        # as root the program's own uid counts only its processes; otherwise the limit counts all of ours
+        nproc = limits.max_processes if uid is not None or os.geteuid() == 0 else \
+            _own_process_count() + limits.max_processes
 
-        def prepare() -> None:  # in the child, before exec
+        def prepare() -> None:  # in the child, after setsid, before exec
             _set_limits(limits, nproc)
             if mode == "landlock":
-                landlock.restrict(read_only=_read_only_roots(), read_write=[host_dir])
+                landlock.restrict(read_only=_read_only_roots(prefix), read_write=[host_dir, "/dev/null"])
+                seccomp.deny(seccomp.ALWAYS + (seccomp.SIGNALS if landlock.abi() < 6 else ()))
 
         output = subprocess.PIPE if capture else subprocess.DEVNULL
         child = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                 start_new_session=True, env={"PATH": _PATH}, preexec_fn=prepare)
+                                 start_new_session=True, close_fds=True, env=env, preexec_fn=prepare)
         try:
             out, err = child.communicate(timeout=limits.timeout_s)
             return child.returncode == 0, (out or b"").decode(errors="replace") + (err or b"").decode(errors="replace")
@@ -178,7 +242,7 @@ def _run(program: str, limits: Limits, mode: str, uid: int | None = None,
             child.wait()
 
 
-MODES = ("bwrap", "landlock", "none")  # landlock: the service in a pod (files, TCP, signals); none: opted out
+MODES = ("bwrap", "landlock", "none")  # landlock: no bubblewrap here (files, sockets, signals); none: opted out
 
 
 def run(program: str, limits: Limits, mode: str = "bwrap") -> bool:
@@ -190,7 +254,7 @@ def run_detailed(program: str, limits: Limits, mode: str = "bwrap", capture: boo
     """`run`, and the program's output (or "timeout") when `capture`."""
     if mode not in MODES:
         raise ValueError(f"sandbox mode {mode!r}; one of {MODES}")
-    if mode != "bwrap" or os.geteuid() != 0:
+    if mode == "none" or os.geteuid() != 0:
         return _run(program, limits, mode, capture=capture)
     uid = _slots().get()
     try:

@@ -6,12 +6,13 @@ POST /run  {"code": str, "tests": str (optional, appended), "timeout_s": float (
        ->  {"passed": bool, "isolation": str, "seconds": float}
 GET  /healthz -> {"isolation": str, "workers": int}
 
-Each program runs in bubblewrap (sandbox/local.py), as in a local run. A pod under the default seccomp
+Each program runs in bubblewrap (sandbox/local.py), as in a local run with it. A pod under the default seccomp
 profile (Pod Security "restricted") may not create the namespaces bubblewrap needs; with
 `--allow-pod-isolation` the service then relies on the pod (no service-account token, egress denied by its
 NetworkPolicy, read-only root, an emptyDir /tmp, non-root, its own CPU and memory limits) and confines each
-program with Landlock where the kernel has it (its own directory and the interpreter only, no TCP, no
-signals beyond itself): it says "pod+landlock", or "pod" with rlimits and the timeout alone.
+program with Landlock and a seccomp filter where the kernel has Landlock (its own directory and the
+interpreter only, no socket, no signals beyond itself; sandbox/local.py): it says "pod+landlock", or "pod"
+with rlimits and the timeout alone.
 Without the flag it refuses to start.
 Limits default to `recipe.sandbox`'s defaults; a request may shorten the timeout, never lengthen it.
 """
