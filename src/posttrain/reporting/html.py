@@ -65,7 +65,7 @@ def verdict(report: dict) -> str:
 def progression(report: dict) -> str:
     models = report["models"]
     series = {name: [(by[m]["score"], *by[m]["ci95"]) for m in models] for name, by in report["benchmarks"].items()}
-    return (f'<h2>Scores across stages</h2><p class="meta">{escape(rows.scores_note(report))} Whiskers: the '
+    return (f'<h2>Scores across stages</h2><p class="meta">{escape(rows.scores_note(report))} Whiskers: that '
             f'interval.</p>' + plots.progression("held-out score by stage", models, series))
 
 
