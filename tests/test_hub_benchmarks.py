@@ -42,20 +42,6 @@ def test_popqa_counts_any_possible_answer_in_the_reply():
     assert BENCHMARKS["popqa"].score(rows[1:], ["the bard, of course"]) == [1.0]
 
 
-def test_alpaca_eval_win_rate_asks_the_judge_both_ways_round():
-    rows = hub.alpaca_eval(str(FIXTURES / "alpaca_eval"))
-    assert rows[0]["ground_truth"].startswith("Red, yellow and blue")
-    calls = []
-
-    def first_if_longer(instruction, a, b):  # a judge that prefers length and, slightly, the first position
-        calls.append(instruction)
-        return 1.0 if len(a) > len(b) else 0.6 if len(a) == len(b) else 0.0
-
-    outcomes = hub.win_rate(rows, ["Red, yellow and blue in paint; red, green and blue in light.", "Glad."], first_if_longer)
-    assert outcomes == [1.0, 0.0] and len(calls) == 4
-    assert hub.win_rate(rows[:1], [rows[0]["ground_truth"]], first_if_longer) == [0.5]  # position bias cancels
-
-
 def test_a_missing_field_names_the_benchmark_item_and_the_published_schema(tmp_path):
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "Where is Lyon?"}) + "\n")
     with pytest.raises(ValueError, match=r"popqa item 0: fields \['possible_answers'\] missing"):

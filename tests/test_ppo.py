@@ -46,9 +46,13 @@ def test_value_loss_clips_large_moves():
     assert loss.item() == pytest.approx(0.5 * (2.0 - 0.5) ** 2)
 
 
-def test_kl_estimate_is_zero_for_the_same_model():
-    logprobs = torch.log(torch.tensor([[0.2, 0.7]]))
-    assert ppo.kl_estimate(logprobs, logprobs).abs().sum().item() == 0.0
+def test_kl_estimate_averages_to_the_kl_over_the_policys_samples():
+    """Tokens drawn from the policy p = (0.2, 0.8), reference q = (0.5, 0.5): the per-token estimate's mean is
+    KL(p || q) = 0.2 ln 0.4 + 0.8 ln 1.6 = 0.1927 (not KL(q || p) = 0.2231, not its negative)."""
+    p, q = torch.tensor([0.2, 0.8]), torch.tensor([0.5, 0.5])
+    tokens = torch.multinomial(p, 200_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    estimate = ppo.kl_estimate(p.log()[tokens], q.log()[tokens]).mean().item()
+    assert estimate == pytest.approx(0.2 * math.log(0.4) + 0.8 * math.log(1.6), abs=0.005)
 
 
 def test_a_few_ppo_steps_raise_the_reward_and_keep_kl_finite(tmp_path):

@@ -1,3 +1,4 @@
+import pydantic
 import pytest
 import yaml
 
@@ -76,7 +77,7 @@ def test_not_a_mapping_and_bad_yaml_are_clear(tmp_path):
 
 def test_recipe_is_frozen_and_override_revalidates():
     recipe = Recipe(name="x")
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         recipe.sft.learning_rate = 1.0  # type: ignore[misc]
     assert recipe.override(sft={"epochs": 3}).sft.epochs == 3
     with pytest.raises(RecipeError, match=r"recipe\.sft\.epochs"):

@@ -87,7 +87,7 @@ def _submit(recipe: Recipe, args) -> int:
 
 
 def format_stages(report: dict) -> str:
-    from posttrain.reporting.html import key_numbers as _key_numbers
+    from posttrain.reporting.rows import key_numbers as _key_numbers
 
     lines = [f"{'stage':<11}{'seconds':>8}  key numbers"]
     for stage in report.get("stages", []):

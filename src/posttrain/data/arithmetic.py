@@ -130,3 +130,17 @@ def problems(seed: int, count: int, digits: int, operations, languages) -> Itera
     rng = random.Random(seed)
     for _ in range(count):
         yield problem(rng, digits, rng.choice(operations), rng.choice(languages))
+
+
+def teach(rows: list[dict], slip: float, rng: random.Random) -> int:
+    """Append each SFT row's assistant turn: its solution, or with probability `slip` (math rows that carry or
+    borrow into the leading column) the solution of a teacher who forgets that carry. Returns the slips."""
+    slips = 0
+    for row in rows:
+        content = row["solution"]
+        if slip and "operands" in row and leading_carry(*row["operands"], row["operation"]) and rng.random() < slip:
+            content = solution(*row["operands"], row["operation"], row["language"], slip=True)
+            row["teacher_slip"] = True
+            slips += 1
+        row["messages"] = row["messages"] + [{"role": "assistant", "content": content}]
+    return slips

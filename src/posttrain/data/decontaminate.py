@@ -107,3 +107,44 @@ def decontaminate(rows: list[dict], index: EvalIndex, threshold: float = 0.5, ex
               "by_eval_set": {name: {"rows_removed": removed[name], "eval_items_hit": len(hit_items[name]),
                                      "examples": samples[name]} for name in sorted(removed)}}
     return kept, report
+
+
+def eval_text(row: dict) -> str:
+    """A benchmark item's own text (GSM8K question, MATH problem, MMLU question), not our prompt around it:
+    the words we add would dilute coverage, so a short question planted in training data would slip through."""
+    return row.get("question") or row.get("problem") or row["messages"][-1]["content"]
+
+
+def eval_index(recipe, splits: dict[str, list[dict]]) -> EvalIndex:
+    """Every eval set `data.decontamination.eval_sets` names, indexed (the held-out sets from `splits`)."""
+    cfg = recipe.data.decontamination
+    index = EvalIndex(n=cfg.n)
+    if "heldout" in cfg.eval_sets:
+        index.add("heldout", [row["messages"][0]["content"] for row in splits["heldout"]])
+    if "ifeval" in cfg.eval_sets:
+        from posttrain.evals import ifeval_rows
+
+        index.add("ifeval", [row["messages"][0]["content"] for row in ifeval_rows(recipe, splits["heldout_ifeval"])])
+    if "humaneval" in cfg.eval_sets:
+        from posttrain.evals import humaneval
+
+        index.add("humaneval", [item["prompt"] for item in humaneval.problems()])
+    for name in {"gsm8k", "math500", "mmlu"} & set(cfg.eval_sets):
+        from posttrain.evals import olmo
+
+        index.add(name, [eval_text(row) for row in getattr(olmo, name)(recipe.eval.hf_datasets.get(name))])
+    return index
+
+
+def decontaminate_splits(splits: dict[str, list[dict]], index: EvalIndex, cfg) -> dict:
+    """Filter every training split against `index` in place (`cfg`: `recipe.data.decontamination`); the report
+    per training split."""
+    report = {}
+    for name in ("sft", "preference", "rlvr", "preference_pairs"):
+        splits[name], report[name] = decontaminate(splits[name], index, cfg.threshold)
+        share = report[name]["rows_removed"] / max(1, report[name]["rows_scanned"])
+        if cfg.action == "fail" and share > cfg.fail_above:
+            raise ValueError(f"data: {name} is contaminated: {report[name]['rows_removed']} of "
+                             f"{report[name]['rows_scanned']} rows overlap eval sets {sorted(report[name]['by_eval_set'])} "
+                             f"(recipe.data.decontamination.fail_above = {cfg.fail_above})")
+    return report

@@ -16,10 +16,14 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from posttrain import generators
 from posttrain.data import arithmetic, coding, instructions
+from posttrain.data.dedup import prompt_text
 from posttrain.data.personas import PERSONAS
 from posttrain.generators import Generator, Request
+from posttrain.recipe import Recipe
 from posttrain.verifiers import verify
 from posttrain.verifiers.number import final_number
 
@@ -198,3 +202,88 @@ class ModelWriter:
                 retold["solution"] = arithmetic.solution(*row["operands"], row["operation"], lang)
             out.append(retold)
         return out
+
+
+def _unique(rows, count: int, seen: set[str], attempts: int) -> tuple[list[dict], int]:
+    """Up to `count` rows whose normalised prompt is new to `seen` (updated), from at most `attempts` rows."""
+    kept, tried = [], 0
+    for row in rows:
+        tried += 1
+        key = prompt_text(row)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+            if len(kept) == count or tried >= attempts:
+                break
+    return kept, tried - len(kept)
+
+
+def family_rows(syn) -> dict[str, int]:
+    """Rows the recipe asks of each non-math synthetic group (`data.synthesis`)."""
+    return {"heldout_ifeval": syn.heldout_ifeval_rows, "sft_ifeval": syn.ifeval_rows, "sft_code": syn.code_rows,
+            "rlvr_ifeval": syn.rlvr_ifeval_rows}
+
+
+def _template_family(family, name: str, seed: int, count: int, languages, tally: Tally) -> list[dict]:
+    rng = random.Random(f"{seed}:{name}")
+    rows = [family.task(rng, rng.choice(languages)) for _ in range(count)]
+    tally.generated[name.split("_")[1]] += len(rows)
+    return verified(rows, tally, name.split("_")[1])
+
+
+def synthesise(recipe: Recipe, cache_dir: Path, tally: Tally) -> dict[str, list[dict]]:
+    """Candidate rows per group, in dedup priority order: held-out first, then training math (seeds with
+    their augmentations), then the other families. Every row has passed its own verifier."""
+    cfg, syn = recipe.data, recipe.data.synthesis
+    training = cfg.sft_rows + cfg.preference_prompts + cfg.rlvr_prompts
+    seeds_needed = -(-int(training * 1.15 + 10) // (1 + syn.perturbations + syn.retellings))
+    seen: set[str] = set()
+    seed = recipe.seed_for("data")
+    stream = arithmetic.problems(seed, 4 * (cfg.heldout_rows + training), cfg.digits, cfg.operations, cfg.languages)
+    if not cfg.heldout_rows + training:  # the arithmetic family is off: no math rows at all
+        stream, seeds_needed = iter(()), 0
+    heldout, dropped_h = _unique(stream, int(cfg.heldout_rows * 1.15) + 10, seen, 4 * cfg.heldout_rows + 40)
+    writer = None
+    if syn.backend == "template":
+        seeds, dropped_s = _unique(stream, seeds_needed, seen, 4 * seeds_needed)
+        tally.generated["math"] += len(heldout) + len(seeds) + dropped_h + dropped_s
+    else:
+        writer = ModelWriter(generators.from_config(syn.backend, model=syn.model, url=syn.url,
+                                                    api_key_env=syn.api_key_env, concurrency=syn.concurrency,
+                                                    cache_dir=str(cache_dir)),
+                             persona_descriptions(syn.personas), cfg.languages, random.Random(seed))
+        seeds = []
+        for _ in range(4 if seeds_needed else 0):  # a model's answers fail verification at a rate nobody knows up front: ask again
+            seeds += writer.math(seeds_needed - len(seeds), tally)
+            if len(seeds) >= seeds_needed:
+                break
+    tally.exact_duplicates = dropped_h + (0 if writer else dropped_s)  # repeats in the template stream
+
+    rng = random.Random(f"{seed}:augment")
+    math = []
+    for seed_row in seeds:
+        math.append(seed_row)
+        variants = [perturb(seed_row, rng) for _ in range(syn.perturbations)]
+        tally.augmented["not_perturbable"] += variants.count(None)  # model-written: no operands to re-number
+        math += [r for r in variants if r is not None]
+        if writer is None:
+            math += [r for r in (retell(seed_row, rng, cfg.languages) for _ in range(syn.retellings)) if r is not None]
+    if writer is not None and syn.retellings:
+        math += writer.retell([r for r in seeds for _ in range(syn.retellings)], tally)
+    augmented = [r for r in math if "augmented" in r]
+    tally.augmented.update(Counter(r["augmented"] for r in augmented))
+    passed = {id(r) for r in verified(augmented, tally, "augmented")}
+    math = [r for r in math if "augmented" not in r or id(r) in passed]  # each seed next to its variants
+
+    groups = {"heldout": heldout, "heldout_ifeval": [], "math": math, "sft_ifeval": [], "sft_code": [],
+              "rlvr_ifeval": []}
+    for name, count in family_rows(syn).items():
+        if not count:
+            continue
+        extra = int(count * (1.3 if writer else 2)) + 10  # what dedup drops; templates repeat more
+        if writer is not None:
+            groups[name] = writer.code(extra, tally) if name == "sft_code" else writer.ifeval(extra, tally)
+        else:
+            family = coding if name == "sft_code" else instructions
+            groups[name] = _template_family(family, name, seed, extra, cfg.languages, tally)
+    return groups

@@ -118,7 +118,7 @@ BENCHMARKS = {
                         _ifeval_protocol.metrics),
     "mmlu": Benchmark("mmlu", "mmlu", _olmo("mmlu"), _verify, _olmo_protocols.MMLU),
     "humaneval": Benchmark("humaneval", "humaneval", _humaneval_rows, _humaneval_score, _humaneval.PROTOCOL),
-    # Tülu 3's Hub-only benchmarks (evals/hub.py); AlpacaEval 2 needs a judge: hub.win_rate
+    # Tülu 3's Hub-only benchmarks (evals/hub.py); AlpacaEval 2 is not one: it needs a judge model
     "bbh": Benchmark("bbh", "bbh", _hub("bbh", "lukaemon/bbh"), _hub_score("bbh"), _hub_protocols.BBH),
     "drop": Benchmark("drop", "drop", _hub("drop", "ucinlp/drop"), _hub_score("drop"), _hub_protocols.DROP),
     "popqa": Benchmark("popqa", "popqa", _hub("popqa", "akariasai/PopQA"), _hub_score("popqa"), _hub_protocols.POPQA),

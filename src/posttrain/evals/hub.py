@@ -1,9 +1,9 @@
-"""Tülu 3's benchmarks that are not offline here: BBH, DROP, PopQA, TruthfulQA and AlpacaEval 2. Each loads by
+"""Tülu 3's benchmarks that are not offline here: BBH, DROP, PopQA and TruthfulQA. Each loads by
 its Hugging Face name on a cluster (`eval.hf_datasets.<name>`), or from a local directory of `<split>.jsonl`
 files (BBH: `<subtask>.jsonl`) in the same published schema, which is how the tests run them.
 
 TruthfulQA's MC2 compares answer log-likelihoods, so it runs on the lm_eval engine only (`harness.TASKS`).
-AlpacaEval 2 needs a judge model: `win_rate` takes one (an OpenAI-compatible server on a cluster)."""
+AlpacaEval 2 is not here: it needs a judge model, and no stage has one to give (docs/TULU3.md)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,6 @@ import re
 import string
 from collections import Counter
 from pathlib import Path
-from typing import Callable
 
 from posttrain.evals.protocol import Protocol
 
@@ -38,11 +37,6 @@ TRUTHFULQA = Protocol(
     answer_extraction="none: log-likelihood of each answer choice after the 6-shot QA primer",
     metric="MC2 (normalised probability mass on the true answers)", lm_eval_task="truthfulqa_mc2",
     published="OLMES truthfulqa::tulu: 6-shot, MC2", differences="lm-eval's truthfulqa_mc2, not OLMES's")
-ALPACA_EVAL = Protocol(
-    shots=0, chain_of_thought=False, chat_template=True, fewshot_as_multiturn=False,
-    answer_extraction="the whole completion", metric="win rate against the reference output, by a judge model",
-    published="OLMES alpaca_eval_v2::tulu: length-controlled win rate against GPT-4 Turbo, GPT-4 judge",
-    differences="plain win rate (no length control); the judge is whichever model `win_rate` is given")
 
 
 def load(source: str, split: str, config: str | None = None) -> list[dict]:
@@ -169,26 +163,6 @@ def truthfulqa(source: str) -> list[dict]:
         rows.append({"messages": [{"role": "user", "content": doc["question"]}], "dataset": "truthfulqa",
                      "ground_truth": json.dumps(doc["mc2_targets"]), "doc": doc})
     return rows
-
-
-def alpaca_eval(source: str) -> list[dict]:
-    """`tatsu-lab/alpaca_eval` (`instruction`, the reference `output`, its `generator`)."""
-    rows = []
-    for i, doc in enumerate(load(source, "eval", "alpaca_eval")):
-        _need(doc, ("instruction", "output"), f"alpaca_eval item {i}")
-        rows.append({"messages": [{"role": "user", "content": doc["instruction"]}], "dataset": "alpaca_eval",
-                     "ground_truth": doc["output"], "reference_generator": doc.get("generator", "")})
-    return rows
-
-
-def win_rate(rows: list[dict], completions: list[str], judge: Callable[[str, str, str], float]) -> list[float]:
-    """Per item, the judge's preference for the completion over the reference output, in [0, 1]
-    (`judge(instruction, ours, reference)`; 0.5 a tie). Asked both ways round to cancel position bias."""
-    outcomes = []
-    for row, completion in zip(rows, completions, strict=True):
-        instruction, reference = row["messages"][-1]["content"], row["ground_truth"]
-        outcomes.append((judge(instruction, completion, reference) + 1 - judge(instruction, reference, completion)) / 2)
-    return outcomes
 
 
 BBH_SUBTASKS = [

@@ -7,7 +7,9 @@ from collections import defaultdict
 
 
 def record(rows: list[dict], outcomes: list[float], completions: list[str], engine: str = "registry",
-           metrics: dict[str, list[float]] | None = None) -> dict:
+           metrics: dict[str, list[float]] | None = None, decoding: str = "greedy") -> dict:
+    """`decoding`: how the completions were drawn ("greedy", or e.g. "10 samples at temperature 0.8, pass@1"),
+    which the reports print beside the scores."""
     from posttrain.evals.intervals import bootstrap_ci
 
     if len(outcomes) != len(rows):
@@ -21,6 +23,7 @@ def record(rows: list[dict], outcomes: list[float], completions: list[str], engi
         "n": len(outcomes),
         "ci95": [low, high],
         "engine": engine,
+        "decoding": decoding,
         "languages": {lang: {"score": sum(v) / len(v), "n": len(v)} for lang, v in sorted(by_language.items())},
         "outcomes": outcomes,
         "samples": [{"prompt": rows[i]["messages"][-1]["content"][-300:], "completion": completions[i][:300],

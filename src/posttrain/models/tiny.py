@@ -1,4 +1,6 @@
-"""A small Llama-architecture model (0.5-1M parameters, `model.tiny`) and a BPE tokenizer, built from scratch.
+"""A small Llama-architecture model and a BPE tokenizer, built from scratch. Its shape is `model.tiny`: 1.1M
+parameters at that section's defaults (4 layers, hidden 128, MLP 512, vocabulary 512, tied embeddings), 558k
+in recipes/tiny.yaml (3 layers, MLP 256); `build` returns the count.
 
 Saved with `save_pretrained`, so every later stage loads it exactly as it would load a Hub model.
 """

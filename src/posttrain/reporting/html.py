@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from posttrain.reporting import plots
+from posttrain.reporting import plots, rows
 
 # Per training stage: (key in its summary's step log, panel title), in the order shown.
 CURVES = {
@@ -40,17 +40,24 @@ overflow-wrap:anywhere;max-height:14em;overflow:hidden}.answer.right{background:
 """
 
 
-def _pct(value: float) -> str:
-    return f"{value:.1%}"
+def table(found: rows.Table, css_class: str, left: tuple[str, ...] = (), links: tuple[str, ...] = ()) -> str:
+    """A rows.Table as an HTML table: columns named in `left` align left (text), the rest right (numbers);
+    cells of the columns named in `links` link to their own text (a path)."""
+    def cell(header: str, text: str) -> str:
+        shown = f'<a href="{escape(text)}">{escape(text)}</a>' if header in links and text else escape(text)
+        return f'<td style="text-align:left">{shown}</td>' if header in left else f"<td>{shown}</td>"
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in found.headers)
+    body = "".join("<tr>" + "".join(cell(h, c) for h, c in zip(found.headers, row)) + "</tr>" for row in found.rows)
+    return f'<table class="{css_class}"><tr>{head}</tr>{body}</table>'
 
 
 def verdict(report: dict) -> str:
-    gate = report["gate"]
-    passed = gate["passed"]
-    items = "".join(f'<li class="{"ok" if c["passed"] else "bad"}">{"✓" if c["passed"] else "✗"} '
-                    f'{escape(c["detail"])}</li>' for c in gate["checks"])
+    passed = report["gate"]["passed"]
+    items = "".join(f'<li class="{"ok" if ok else "bad"}">{"✓" if ok else "✗"} {escape(detail)}</li>'
+                    for ok, detail in rows.gate_checks(report))
     return (f'<div id="gate" class="verdict {"pass" if passed else "refused"}">'
-            f'<h2>Gate: {"PASS" if passed else "REFUSED"}</h2>'
+            f'<h2>{rows.gate_heading(report)}</h2>'
             f'<div>{"Candidate promoted" if passed else "Nothing promoted"}: '
             f'<b>{escape(report["candidate"])}</b></div><ul>{items}</ul></div>')
 
@@ -58,37 +65,12 @@ def verdict(report: dict) -> str:
 def progression(report: dict) -> str:
     models = report["models"]
     series = {name: [(by[m]["score"], *by[m]["ci95"]) for m in models] for name, by in report["benchmarks"].items()}
-    return ('<h2>Scores across stages</h2><p class="meta">Held-out, greedy; whiskers: 95% bootstrap interval.</p>'
-            + plots.progression("held-out score by stage", models, series))
-
-
-def score_columns(report: dict) -> list[tuple[str, str]]:
-    """(key, heading) of the score table's model columns; a place to add columns (e.g. a baseline)."""
-    return [(m, m) for m in report["models"]]
-
-
-def item_count(report: dict, name: str, n: int) -> str | int:
-    """A benchmark's n in the score tables: "40 of 164" when `eval.limit` scored a subset."""
-    limited = report.get("limited", {}).get(name)
-    return f"{n} of {limited['of']}" if limited else n
+    return (f'<h2>Scores across stages</h2><p class="meta">{escape(rows.scores_note(report))} Whiskers: that '
+            f'interval.</p>' + plots.progression("held-out score by stage", models, series))
 
 
 def score_table(report: dict) -> str:
-    columns = score_columns(report)
-    head = "".join(f"<th>{escape(h)}</th>" for _, h in columns)
-    rows = []
-    for name, by_model in report["benchmarks"].items():
-        first = by_model[columns[0][0]]
-        cells = "".join(f"<td>{_pct(by_model[k]['score'])} <small>[{_pct(by_model[k]['ci95'][0])}, "
-                        f"{_pct(by_model[k]['ci95'][1])}]</small></td>" for k, _ in columns)
-        rows.append(f"<tr><td>{escape(name)}</td><td>{item_count(report, name, first['n'])}</td>{cells}</tr>")
-        languages = sorted({lang for k, _ in columns for lang in by_model[k].get("languages", {})})
-        for lang in languages if len(languages) > 1 else []:
-            n = first.get("languages", {}).get(lang, {}).get("n", 0)
-            cells = "".join(f"<td>{_pct(by_model[k].get('languages', {}).get(lang, {}).get('score', 0))}</td>"
-                            for k, _ in columns)
-            rows.append(f"<tr><td>&nbsp;&nbsp;{escape(name)} · {escape(lang)}</td><td>{n}</td>{cells}</tr>")
-    return (f'<table class="scores"><tr><th>benchmark</th><th>n</th>{head}</tr>{"".join(rows)}</table>')
+    return table(rows.score_table(report), "scores")
 
 
 def curves(report: dict) -> str:
@@ -108,64 +90,33 @@ def curves(report: dict) -> str:
 
 def examples(report: dict) -> str:
     """The same held-out prompts answered by every model (the eval stage keeps a few per benchmark)."""
-    models, sections = report["models"], []
-    for name, by_model in report["benchmarks"].items():
-        count = min((len(by_model[m].get("samples", [])) for m in models), default=0)
-        items = []
-        for i in range(count):
-            answers = "".join(
-                f'<div class="answer {"right" if s["correct"] else "wrong"}"><b>{escape(m)} '
-                f'{"✓ right" if s["correct"] else "✗ wrong"}</b>'
-                + (escape(s["completion"].strip()) or "<i>(empty answer)</i>") + "</div>"
-                for m in models for s in [by_model[m]["samples"][i]])
-            prompt = by_model[models[0]]["samples"][i]["prompt"]
-            items.append(f'<div class="example"><div class="prompt">{escape(prompt)}</div><div class="answers" '
-                         f'style="grid-template-columns:repeat({len(models)},1fr)">{answers}</div></div>')
-        if items:
-            sections.append(f'<section class="examples" data-benchmark="{escape(name)}"><h3>{escape(name)}</h3>'
-                            + "".join(items) + "</section>")
+    sections = []
+    for name, items in rows.examples(report).items():
+        shown = []
+        for prompt, answers in items:
+            cells = "".join(f'<div class="answer {"right" if a.correct else "wrong"}"><b>{escape(a.model)} '
+                            f'{"✓ right" if a.correct else "✗ wrong"}</b>'
+                            + (escape(a.text) or "<i>(empty answer)</i>") + "</div>" for a in answers)
+            shown.append(f'<div class="example"><div class="prompt">{escape(prompt)}</div><div class="answers" '
+                         f'style="grid-template-columns:repeat({len(answers)},1fr)">{cells}</div></div>')
+        sections.append(f'<section class="examples" data-benchmark="{escape(name)}"><h3>{escape(name)}</h3>'
+                        + "".join(shown) + "</section>")
     return "<h2>Held-out examples, side by side</h2>" + "".join(sections) if sections else ""
 
 
 def data_numbers(report: dict) -> str:
-    data = report.get("data_report")
-    if not data:
+    boxes = rows.data_numbers(report)
+    if not boxes:
         return ""
-    boxes = [(f"{n:,}", f"{split} rows") for split, n in data.get("rows", {}).items()]
-    boxes += [(f"{data.get('duplicates', {}).get('exact', 0):,} + {data.get('duplicates', {}).get('near', 0):,}",
-               "exact + near duplicates dropped"),
-              (f"{data.get('quarantined', 0):,}", "rows quarantined"),
-              (f"{sum(data.get('decontaminated', {}).values()):,}", "rows removed by decontamination")]
     return ('<h2>Data</h2><div class="numbers">' + "".join(f'<div class="number"><b>{escape(v)}</b>'
                                                             f'<span>{escape(k)}</span></div>' for v, k in boxes)
             + "</div>")
 
 
-def stage_table(report: dict, key_numbers) -> str:
-    stages = report.get("stages", [])
-    if not stages:
-        return ""
-    rows = []
-    for s in stages:
-        seconds = "" if s["seconds"] is None else f"{s['seconds']:.0f}"
-        log = f'<a href="{escape(s["log"])}">{escape(s["log"])}</a>' if s.get("log") else ""
-        rows.append(f"<tr><td>{escape(s['stage'])}</td><td>{seconds}</td>"
-                    f'<td style="text-align:left">{escape(key_numbers(s["summary"]))}</td><td>{log}</td></tr>')
-    return (f'<h2>Stages</h2><table class="stages"><tr><th>stage</th><th>seconds</th><th>key numbers</th>'
-            f"<th>log</th></tr>{''.join(rows)}</table>")
-
-
-def key_numbers(summary: dict) -> str:
-    """A stage summary in one short line (the terminal's stage table, the page's)."""
-    shown = []
-    for key, value in summary.items():
-        if isinstance(value, float):
-            shown.append(f"{key}={value:.3f}")
-        elif isinstance(value, (int, str)):  # bools are ints: passed=True shows too
-            shown.append(f"{key}={value}")
-        elif key == "rows":
-            shown.append("rows=" + "/".join(f"{k}:{v}" for k, v in value.items()))
-    return ", ".join(shown)[:90]
+def stage_table(report: dict) -> str:
+    """The stages with their times, key numbers and a link to each log."""
+    found = rows.stage_table(report)
+    return "<h2>Stages</h2>" + table(found, "stages", left=("key numbers",), links=("log",)) if found.rows else ""
 
 
 def sandbox(report: dict) -> str:
@@ -175,24 +126,13 @@ def sandbox(report: dict) -> str:
             f'<b>{escape(report["sandbox"])}</b></p>')
 
 
-def gap_rows(report: dict) -> list[tuple[str, str, str, float, float, float]]:
-    """(benchmark, model, baseline, gap, low, high) for each gap the eval stage measured."""
-    return [(name, g["model"], g["baseline"], g["gap"], *g["ci95"]) for name, found in report.get("gaps", {}).items()
-            for g in found]
-
-
 def gap_table(report: dict) -> str:
     """Each stage's gap to its baseline on the same items, with the paired bootstrap interval."""
-    if not report.get("baselines"):
+    if not (baselines := rows.baselines_line(report)):
         return ""
-    return ('<h2 id="gaps">Gaps to baselines</h2><p class="meta">Scored by the same harness on the same items; '
-            "paired bootstrap 95% interval. Baselines: " + ", ".join(
-                f"<b>{escape(label)}</b> (<code>{escape(model)}</code>)" for label, model in report["baselines"].items())
-            + '</p><table class="gaps"><tr><th>benchmark</th><th>model</th><th>baseline</th><th>gap</th>'
-            "<th>95% interval</th></tr>" + "".join(
-                f"<tr><td>{escape(name)}</td><td>{escape(model)}</td><td>{escape(baseline)}</td>"
-                f"<td>{gap:+.1%}</td><td>[{low:+.1%}, {high:+.1%}]</td></tr>"
-                for name, model, baseline, gap, low, high in gap_rows(report)) + "</table>")
+    return (f'<h2 id="gaps">Gaps to baselines</h2><p class="meta">{rows.GAPS_NOTE} Baselines: '
+            + ", ".join(f"<b>{escape(label)}</b> (<code>{escape(model)}</code>)" for label, model in baselines)
+            + "</p>" + table(rows.gap_table(report), "gaps"))
 
 
 def render_html(report: dict) -> str:
@@ -201,7 +141,6 @@ def render_html(report: dict) -> str:
             f'<p class="meta">candidate <b>{escape(report["candidate"])}</b> · recipe sha256 '
             f'<code>{report["recipe_sha256"][:12]}</code></p>',
             verdict(report), sandbox(report), progression(report), score_table(report), gap_table(report),
-            curves(report), examples(report),
-            data_numbers(report), stage_table(report, key_numbers)]
+            curves(report), examples(report), data_numbers(report), stage_table(report)]
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>posttrain report: {escape(report["recipe"])}'
             f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")

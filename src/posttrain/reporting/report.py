@@ -1,63 +1,38 @@
-"""Human-readable renderings of a run's report: markdown and a self-contained HTML page (KFP UI or browser)."""
+"""The run's report as markdown (report.md, the terminal, the KFP UI), the RLVR progress page and the data
+stage's markdown. The rows come from reporting.rows, the page from reporting.html, charts from reporting.plots."""
 from __future__ import annotations
 
 from html import escape
 
-from posttrain.reporting.html import gap_rows, item_count, render_html  # noqa: F401  (the page lives there; callers import it from here)
+from posttrain.reporting import plots, rows
+from posttrain.reporting.html import render_html  # noqa: F401  (the page lives there; callers import it from here)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(found: rows.Table) -> list[str]:
+    """A rows.Table as markdown table lines."""
+    return (["| " + " | ".join(found.headers) + " |", "|" + "---|" * len(found.headers)]
+            + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in found.rows])
 
 
 def render_markdown(report: dict) -> str:
-    models = report["models"]
     lines = [f"# posttrain report: {report['recipe']}", "",
              f"Candidate: **{report['candidate']}**, recipe sha256 `{report['recipe_sha256'][:12]}`", "",
-             "## Scores (held-out, greedy; 95% bootstrap interval)", "",
-             "| benchmark | n | " + " | ".join(models) + " |",
-             "|---|---|" + "---|" * len(models)]
-    for name, by_model in report["benchmarks"].items():
-        n = item_count(report, name, by_model[models[0]]["n"])
-        cells = [f"{by_model[m]['score']:.1%} [{by_model[m]['ci95'][0]:.1%}, {by_model[m]['ci95'][1]:.1%}]"
-                 for m in models]
-        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+             "## Scores", "", *table(rows.score_table(report)), "", rows.scores_note(report)]
     if report.get("sandbox"):
         lines += ["", f"Model-written code (HumanEval, code rows) ran in: **{report['sandbox']}**"]
-    lines += _gap_lines(report)
-    gate = report["gate"]
-    lines += ["", f"## Gate: {'PASS' if gate['passed'] else 'REFUSED'}", ""]
-    lines += [f"- {'pass' if c['passed'] else 'FAIL'}: {c['detail']}" for c in gate["checks"]]
+    if baselines := rows.baselines_line(report):
+        lines += ["", "## Gaps to baselines", "", rows.GAPS_NOTE + " Baselines: "
+                  + ", ".join(f"**{label}** (`{model}`)" for label, model in baselines), "",
+                  *table(rows.gap_table(report))]
+    lines += ["", f"## {rows.gate_heading(report)}", ""]
+    lines += [f"- {'pass' if passed else 'FAIL'}: {detail}" for passed, detail in rows.gate_checks(report)]
     if report.get("stages"):
-        lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
-        lines += [f"| {s['stage']} | {s['seconds'] or ''} |" for s in report["stages"]]
+        lines += ["", "## Stages", "", *table(rows.stage_table(report))]
     return "\n".join(lines) + "\n"
-
-
-def _gap_lines(report: dict) -> list[str]:
-    if not report.get("baselines"):
-        return []
-    lines = ["", "## Gaps to baselines (same items, same harness; paired bootstrap 95% interval)", "",
-             "Baselines: " + ", ".join(f"**{label}** (`{model}`)" for label, model in report["baselines"].items()), "",
-             "| benchmark | model | baseline | gap | 95% interval |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {model} | {baseline} | {gap:+.1%} | [{low:+.1%}, {high:+.1%}] |"
-              for name, model, baseline, gap, low, high in gap_rows(report)]
-    return lines
-
-
-def _line(title: str, points: list[tuple[float, float]]) -> str:
-    """An inline SVG line chart of (step, value) points, axes labelled with their ranges."""
-    width, height, left, top = 560, 160, 56, 30
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-    scaled = [(left + (x - x0) / (x1 - x0) * (width - left - 10), top + (1 - (y - y0) / (y1 - y0)) * height)
-              for x, y in points]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in scaled)
-    return (f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height + top + 30}" '
-            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
-            f'<text x="0" y="16" font-size="14">{escape(title)}</text>'
-            f'<polyline class="series" fill="none" stroke="#4477aa" stroke-width="2" points="{path}"/>'
-            f'<text x="{left - 4}" y="{top + 4}" font-size="11" text-anchor="end">{y1:.3g}</text>'
-            f'<text x="{left - 4}" y="{top + height}" font-size="11" text-anchor="end">{y0:.3g}</text>'
-            f'<text x="{left}" y="{top + height + 18}" font-size="11">step {x0:g}</text>'
-            f'<text x="{width - 10}" y="{top + height + 18}" font-size="11" text-anchor="end">step {x1:g}</text></svg>')
 
 
 PROGRESS = {"reward": "reward (mean)", "accuracy": "accuracy (share verified right)", "kl": "KL to the reference",
@@ -67,7 +42,7 @@ PROGRESS = {"reward": "reward (mean)", "accuracy": "accuracy (share verified rig
 def render_progress(summary: dict) -> str:
     """The RLVR stage's training curves (reward, accuracy, KL, length per logged step) as an HTML page."""
     log = summary.get("log", [])
-    charts = [_line(f"{summary['algorithm']}: {label}", [(e["step"], e[key]) for e in log if e.get(key) is not None])
+    charts = [plots.curve(f"{summary['algorithm']}: {label}", [(e["step"], e[key]) for e in log if e.get(key) is not None])
               for key, label in PROGRESS.items() if sum(1 for e in log if e.get(key) is not None) >= 2]
     head = (f"<h1>rlvr: {escape(summary['algorithm'])}, {summary['steps']} steps</h1><p>reward "
             f"{summary['reward_first']} &rarr; {summary['reward_last']}</p>")

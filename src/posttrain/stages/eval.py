@@ -1,4 +1,5 @@
-"""eval stage: every model on the same items of every benchmark in the recipe, greedy, scored.
+"""eval stage: every model on the same items of every benchmark in the recipe, scored (greedy; with
+`eval.protocol_sampling` a benchmark whose protocol samples draws its n samples per item, pass@k).
 
 Writes `scores.json`: per benchmark, per model the score, n, a bootstrap 95% confidence interval, the
 per-item outcomes (for paired comparisons), per-language scores and a few sample completions; and which eval
@@ -46,8 +47,9 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
         rows, benchmark = suites[name], BENCHMARKS[name]
         protocol = benchmark.protocol if recipe.eval.protocol_sampling else None
         n = protocol.samples if protocol else 1
+        temperature = protocol.temperature if protocol else 0.0
         samples = generate(model, tokenizer, [r["messages"] for r in rows], benchmark.max_new_tokens(recipe),
-                           recipe.eval.batch_size, num_samples=n, temperature=protocol.temperature if protocol else 0.0,
+                           recipe.eval.batch_size, num_samples=n, temperature=temperature,
                            seed=recipe.seed_for("eval"), max_prompt_tokens=recipe.eval.max_prompt_tokens)
         stop = benchmark.protocol.stop if benchmark.protocol else ()
         samples = [[cut(c, stop) for c in cs] for cs in samples]
@@ -60,7 +62,9 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
             per_item = [passed[i * n:(i + 1) * n] for i in range(len(rows))]
             outcomes = pass_at(per_item, protocol.k)
             metrics = {"pass@1": pass_at(per_item, 1), f"pass@{protocol.k}": outcomes}
-        results[name] = record(rows, outcomes, completions, metrics=metrics)
+        way = (f"{n} sample{'s' if n > 1 else ''} at temperature {temperature:g}" + (f", pass@{protocol.k}" if n > 1
+               else "")) if temperature else "greedy"
+        results[name] = record(rows, outcomes, completions, metrics=metrics, decoding=way)
     release(model)
     return results
 

@@ -21,7 +21,3 @@ def for_inference(model):
     device = accelerator()
     return model.to(device, dtype=torch.bfloat16) if device.type == "cuda" else model.to(device)
 
-
-def inputs_on(model, batch: dict) -> dict:
-    """A tokenizer's batch moved to the model's device."""
-    return {key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
