@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from posttrain.stages import base, data, sft
+from posttrain.training import stage
 from posttrain.training.trainer import MARKER, NonFiniteLoss, checkpoints, latest_complete
 
 
@@ -79,7 +80,7 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(prepared, tmp_pat
 def test_resume_skips_a_checkpoint_without_marker_or_with_a_truncated_file(prepared, tmp_path, monkeypatch):
     recipe, root = prepared
     out = tmp_path / "out"
-    monkeypatch.setattr(sft, "discard_checkpoints", lambda root: None)  # keep the checkpoints of a finished run
+    monkeypatch.setattr(stage, "discard_checkpoints", lambda root: None)  # keep the checkpoints of a finished run
     sft.run(recipe, root / "base", root / "data", out)
     assert [p.name for p in checkpoints(out / "trainer")] == ["checkpoint-120", "checkpoint-110", "checkpoint-100"]
 
