@@ -142,3 +142,35 @@ def test_a_new_pod_without_the_volume_resumes_from_the_checkpoint_url(tmp_path, 
 
     checkpoints.drop(url)  # what the stage does once its output is sealed
     assert not fs.exists(url)
+
+
+def test_every_minutes_saves_at_the_next_step_end_once_the_time_has_passed(tmp_path, monkeypatch):
+    """`checkpoints.every_minutes`: the shared policy asks for a save at the first step end that many minutes
+    after the last save, as a trainer callback (TRL) and through `due` (PPO's loop)."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from posttrain.training import trainer
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock["now"])
+    policy = Checkpointing(tmp_path, every=0, every_minutes=2.0)
+    args, state = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"), TrainerState()
+    assert not policy.due(1) and not policy.on_step_end(args, state, TrainerControl()).should_save
+    clock["now"] += 119
+    assert not policy.due(2)
+    clock["now"] += 2
+    assert policy.due(3) and policy.on_step_end(args, state, TrainerControl()).should_save
+    (tmp_path / "checkpoint-3").mkdir()
+    policy.saved(tmp_path / "checkpoint-3", 3)  # the trainer's on_save calls this too
+    assert latest_complete(tmp_path).name == "checkpoint-3"
+    assert not policy.due(4) and not policy.on_step_end(args, state, TrainerControl()).should_save
+    assert Checkpointing(tmp_path, every=2).due(4) and not Checkpointing(tmp_path).due(4)  # 0: off
+
+
+def test_ppo_saves_on_the_clock_through_the_shared_policy(tmp_path):
+    policy, tokenizer, rows = _tiny_policy(tmp_path / "model")
+    saved = Checkpointing(tmp_path / "ckpt", every=0, every_minutes=1e-9, keep=10)  # every step is "due"
+    ppo.train(policy, tokenizer, rows, _sevens, ppo.Settings(**{**SETTINGS.__dict__, "max_steps": 3}),
+              log=lambda *_: None, checkpoints=saved)
+    assert [p.name for p in sorted((tmp_path / "ckpt").iterdir())] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert latest_complete(tmp_path / "ckpt").name == "checkpoint-3"
