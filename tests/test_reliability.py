@@ -219,7 +219,10 @@ def test_each_training_stage_sigkilled_resumes_to_the_uninterrupted_weights(name
     recipe_file.write_text(recipe.to_yaml())
     killed = tmp_path / "killed"
     child = subprocess.Popen([sys.executable, "-c", CHILD.replace("sft", module), str(recipe_file), *map(str, paths),
-                              str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             # this process's thread count: another one sums logits in another order, and a
+                             # sampled token near a tie (GRPO, PPO rollouts) can then differ
+                             env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
     _wait_for(killed / "trainer" / "checkpoint-4" / MARKER, child, timeout=300)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()

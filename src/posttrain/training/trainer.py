@@ -1,9 +1,10 @@
 """What every training stage shares: resumable checkpoints, a finite-loss guard, graceful SIGTERM.
 
 Checkpoints are the trainer's own (`checkpoint-N`: weights, optimizer, scheduler, RNG states, data
-position). After each one is whole a `COMPLETED` marker is written with the sha256 of every file; resume
-takes the newest checkpoint whose marker exists and whose files still match it, so a checkpoint cut off by a
-kill, or a file truncated later, is skipped in favour of the previous one.
+position; PPO writes its own files in the same layout, training/ppo/persistence.py). After each one is
+whole a `COMPLETED` marker is written with the sha256 of every file; resume takes the newest checkpoint
+whose marker exists and whose files still match it, so a checkpoint cut off by a kill, or a file truncated
+later, is skipped in favour of the previous one.
 """
 from __future__ import annotations
 
@@ -72,12 +73,14 @@ class Checkpointing(TrainerCallback):
         return self.resumed_from
 
     def _minutes_passed(self) -> bool:
-        passed = bool(self.every_minutes) and time.monotonic() - self.last_save >= self.every_minutes * 60
-        return _agreed(passed) if self.every_minutes else False
+        if not self.every_minutes:
+            return False
+        return _agreed(time.monotonic() - self.last_save >= self.every_minutes * 60)
 
     def due(self, step: int) -> bool:
         """Whether to save after optimizer step `step` (PPO; TRL's trainer decides `every` steps itself)."""
-        return self.terminated or bool(self.every and step % self.every == 0) or self._minutes_passed()
+        minutes = self._minutes_passed()  # first: every rank takes part in its broadcast
+        return self.terminated or bool(self.every and step % self.every == 0) or minutes
 
     def saved(self, checkpoint: Path, step: int, main_process: bool = True) -> None:
         """A checkpoint's files are all written: mark it whole, copy it out, drop the oldest beyond `keep`."""
@@ -95,7 +98,7 @@ class Checkpointing(TrainerCallback):
                             "rerun to resume")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.terminated or self._minutes_passed():
+        if self._minutes_passed() or self.terminated:  # the clock first: every rank takes part in its broadcast
             control.should_save = True
         if self.terminated:
             control.should_training_stop = True
