@@ -194,8 +194,10 @@ KILLED = {
     "sft": ("sft", ("base", "data"), {"sft": {"batch_size": 8, "checkpoints": {"every": 2}}}),
     "dpo": ("dpo", ("sft", "pairs"), {"dpo": {"batch_size": 1, "epochs": 1, "checkpoints": {"every": 2}}}),
     # 2 prompts per step: the 8 steps stay in the first pass over the 16 prompts (TRL 1.16's RepeatSampler has no
-    # set_epoch, so a run resumed in a later pass would draw that pass's prompt order afresh)
-    "grpo": ("rlvr", ("sft", "data"), {"rlvr": {"batch_size": 8, "max_steps": 8, "checkpoints": {"every": 2}}}),
+    # set_epoch, so a run resumed in a later pass would draw that pass's prompt order afresh). The micro model is
+    # never right: the no-EOS penalty is the reward that differs within a group and so moves the weights.
+    "grpo": ("rlvr", ("sft", "data"), {"rlvr": {"batch_size": 8, "max_steps": 8, "no_eos_penalty": -1.0,
+                                                "checkpoints": {"every": 2}}}),
     "ppo": ("rlvr", ("sft", "data"), {"rlvr": {"algorithm": "ppo", "num_generations": 8, "max_steps": 8,
                                                "checkpoints": {"every": 2}}}),
 }
