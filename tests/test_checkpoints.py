@@ -11,7 +11,7 @@ from posttrain.data.arithmetic import problems
 from posttrain.models.tiny import build
 from posttrain.recipe import TinyModel, load
 from posttrain.store import seal
-from posttrain.training.trainer import MARKER, latest_complete
+from posttrain.training.trainer import MARKER, Checkpointing, latest_complete
 
 from conftest import ROOT
 
@@ -27,7 +27,8 @@ def _tiny_policy(path):
 
 
 SETTINGS = ppo.Settings(learning_rate=1e-2, beta=0.05, batch_size=8, max_steps=6, temperature=1.0,
-                        max_completion_length=6, verified_reward=1.0, no_eos_penalty=0.0, ppo_epochs=2, warmup_steps=2)
+                        max_completion_length=6, verified_reward=1.0, no_eos_penalty=0.0, ppo_epochs=2, warmup_steps=2,
+                        lr_scheduler="linear")
 
 
 def _sevens(completions, **_):
@@ -51,12 +52,12 @@ def test_ppo_resumes_from_its_newest_complete_checkpoint_with_the_same_result(tm
     policy, _, _ = _tiny_policy(model_dir)
     with pytest.raises(KeyboardInterrupt):
         ppo.train(policy, tokenizer, rows, crashes_in_step_5, SETTINGS, log=lambda *_: None,
-                  checkpoints=ppo.Checkpoints(saved, every=2, keep=2))
+                  checkpoints=Checkpointing(saved, every=2, keep=2))
     assert [p.name for p in sorted(saved.iterdir())] == ["checkpoint-2", "checkpoint-4"]
     assert all((saved / name / MARKER).exists() for name in ("checkpoint-2", "checkpoint-4"))
 
     policy, _, _ = _tiny_policy(model_dir)  # a new process starts from the stage's input again
-    resumer = ppo.Checkpoints(saved, every=2, keep=2)
+    resumer = Checkpointing(saved, every=2, keep=2)
     history = ppo.train(policy, tokenizer, rows, _sevens, SETTINGS, log=lambda *_: None, checkpoints=resumer)
     assert resumer.resumed_from.name == "checkpoint-4"
     assert [h["step"] for h in history] == list(range(1, 7))
@@ -125,13 +126,13 @@ def test_a_new_pod_without_the_volume_resumes_from_the_checkpoint_url(tmp_path, 
     policy, _, _ = _tiny_policy(model_dir)
     with pytest.raises(KeyboardInterrupt):
         ppo.train(policy, tokenizer, rows, crashes_in_step_5, SETTINGS, log=lambda *_: None,
-                  checkpoints=ppo.Checkpoints(tmp_path / "pod1", every=2, keep=1, mirror=url))
+                  checkpoints=Checkpointing(tmp_path / "pod1", every=2, keep=1, mirror=url))
     fs = fsspec.filesystem("s3")
     assert [p.rsplit("/", 1)[1] for p in fs.ls(url)] == ["checkpoint-4"]  # keep: 1
     assert fs.exists(f"{url}/checkpoint-4/{MARKER}")
 
     policy, _, _ = _tiny_policy(model_dir)
-    second_pod = ppo.Checkpoints(tmp_path / "pod2", every=2, keep=1, mirror=url)  # nothing on its disk
+    second_pod = Checkpointing(tmp_path / "pod2", every=2, keep=1, mirror=url)  # nothing on its disk
     history = ppo.train(policy, tokenizer, rows, _sevens, SETTINGS, log=lambda *_: None, checkpoints=second_pod)
     assert second_pod.resumed_from == tmp_path / "pod2" / "checkpoint-4"
     assert [h["reward"] for h in history] == [h["reward"] for h in expected]
@@ -141,3 +142,35 @@ def test_a_new_pod_without_the_volume_resumes_from_the_checkpoint_url(tmp_path, 
 
     checkpoints.drop(url)  # what the stage does once its output is sealed
     assert not fs.exists(url)
+
+
+def test_every_minutes_saves_at_the_next_step_end_once_the_time_has_passed(tmp_path, monkeypatch):
+    """`checkpoints.every_minutes`: the shared policy asks for a save at the first step end that many minutes
+    after the last save, as a trainer callback (TRL) and through `due` (PPO's loop)."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from posttrain.training import trainer
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock["now"])
+    policy = Checkpointing(tmp_path, every=0, every_minutes=2.0)
+    args, state = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"), TrainerState()
+    assert not policy.due(1) and not policy.on_step_end(args, state, TrainerControl()).should_save
+    clock["now"] += 119
+    assert not policy.due(2)
+    clock["now"] += 2
+    assert policy.due(3) and policy.on_step_end(args, state, TrainerControl()).should_save
+    (tmp_path / "checkpoint-3").mkdir()
+    policy.saved(tmp_path / "checkpoint-3", 3)  # the trainer's on_save calls this too
+    assert latest_complete(tmp_path).name == "checkpoint-3"
+    assert not policy.due(4) and not policy.on_step_end(args, state, TrainerControl()).should_save
+    assert Checkpointing(tmp_path, every=2).due(4) and not Checkpointing(tmp_path).due(4)  # 0: off
+
+
+def test_ppo_saves_on_the_clock_through_the_shared_policy(tmp_path):
+    policy, tokenizer, rows = _tiny_policy(tmp_path / "model")
+    saved = Checkpointing(tmp_path / "ckpt", every=0, every_minutes=1e-9, keep=10)  # every step is "due"
+    ppo.train(policy, tokenizer, rows, _sevens, ppo.Settings(**{**SETTINGS.__dict__, "max_steps": 3}),
+              log=lambda *_: None, checkpoints=saved)
+    assert [p.name for p in sorted((tmp_path / "ckpt").iterdir())] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert latest_complete(tmp_path / "ckpt").name == "checkpoint-3"

@@ -77,34 +77,52 @@ def test_a_few_ppo_steps_raise_the_reward_and_keep_kl_finite(tmp_path):
     assert history[-1]["kl"] > 0  # the policy moved away from its reference, and we measured it
 
 
-def test_warmup_raises_the_learning_rate_step_by_step(tmp_path):
-    """Warmup counts RL steps; each makes ppo_epochs optimizer updates. The GRPO config gets the same steps."""
+@pytest.mark.parametrize("scheduler, expected", [
+    ("constant_with_warmup", [0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3]),
+    ("linear", [0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 5e-4]),  # to 0 at update 6
+])
+def test_ppo_follows_the_recipes_lr_scheduler_warmup_and_clip(scheduler, expected, tmp_path):
+    """Warmup counts RL steps; each makes ppo_epochs (2) optimizer updates: 2 warmup steps, 3 steps = 4 of 6
+    updates. The rate per update is transformers' schedule (as in TRL's trainers); `rlvr.clip` is the ratio clip."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from posttrain.recipe import load
-    from posttrain.stages import rlvr
+    from posttrain.training.ppo import loop
 
     rows = list(problems(0, 8, 1, ["add"], ["en"]))
     build((r["messages"][0]["content"] for r in rows),
           TinyModel(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, vocab_size=300), tmp_path)
     policy = AutoModelForCausalLM.from_pretrained(tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    seen = []
-    original = torch.optim.AdamW.step
+    recipe = load(Path(__file__).parents[1] / "recipes" / "tiny.yaml").override(rlvr={
+        "algorithm": "ppo", "learning_rate": 1e-3, "lr_scheduler": scheduler, "warmup": 2, "max_steps": 3,
+        "batch_size": 4, "max_completion_length": 3, "clip": 0.13})
+    seen, clips = [], []
+    original_step, original_loss = torch.optim.AdamW.step, loop.policy_loss
 
     def record(self, *args, **kwargs):
         seen.append(self.param_groups[0]["lr"])
-        return original(self, *args, **kwargs)
+        return original_step(self, *args, **kwargs)
 
-    settings = ppo.Settings(learning_rate=1e-3, beta=0.0, batch_size=4, max_steps=3, temperature=1.0,
-                            max_completion_length=3, verified_reward=1.0, no_eos_penalty=0.0, ppo_epochs=2,
-                            warmup_steps=2)
+    def clipped_at(*args):
+        clips.append(args[-1])
+        return original_loss(*args)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch.optim.AdamW, "step", record)
-        ppo.train(policy, tokenizer, rows, lambda texts, **_: [0.0] * len(texts), settings, log=lambda *_: None)
-    assert seen == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+        patch.setattr(loop, "policy_loss", clipped_at)
+        ppo.train(policy, tokenizer, rows, lambda texts, **_: [0.0] * len(texts), ppo.Settings.from_recipe(recipe),
+                  log=lambda *_: None)
+    assert seen == pytest.approx(expected)
+    assert clips == [0.13] * 6
 
-    recipe = load(Path(__file__).parents[1] / "recipes" / "tiny.yaml").override(rlvr={"lr_scheduler": "constant_with_warmup", "warmup": 0.25,
-                                                      "max_steps": 40})
+
+def test_grpo_gets_the_recipes_clip_and_warmup(tmp_path):
+    from posttrain.recipe import load
+    from posttrain.stages import rlvr
+
+    recipe = load(Path(__file__).parents[1] / "recipes" / "tiny.yaml").override(rlvr={
+        "lr_scheduler": "constant_with_warmup", "warmup": 0.25, "max_steps": 40, "clip": 0.13})
     config = rlvr.trainer_config(recipe, tmp_path)
     assert (config.lr_scheduler_type, config.get_warmup_steps(40)) == ("constant_with_warmup", 10)
+    assert config.epsilon == 0.13 and config.epsilon_high is None  # TRL: the upper bound defaults to epsilon

@@ -66,6 +66,17 @@ def test_bad_enum_and_cross_field_checks_name_the_field():
     assert loads(_tiny_with("eval", limit={"gsm8k": 10})).eval.limit == {"gsm8k": 10}  # not scored here: ignored
 
 
+@pytest.mark.parametrize("algorithm, field, value", [
+    ("ppo", "num_generations", 4), ("ppo", "vllm_gpu_memory_utilization", 0.5), ("ppo", "deepspeed", "zero2"),
+    ("grpo", "gamma", 0.9), ("grpo", "value_coef", 0.1), ("grpo", "ppo_epochs", 4),
+])
+def test_a_field_only_the_other_rl_algorithm_reads_is_refused_by_name(algorithm, field, value):
+    other = "grpo" if algorithm == "ppo" else "ppo"
+    with pytest.raises(RecipeError, match=rf"recipe\.rlvr: {field} is set to .*only algorithm {other} reads it"):
+        loads(f"name: x\nrlvr: {{algorithm: {algorithm}, {field}: {value}}}\n")
+    loads(f"name: x\nrlvr: {{algorithm: {other}, {field}: {value}}}\n")  # where it is read, it is welcome
+
+
 def test_not_a_mapping_and_bad_yaml_are_clear(tmp_path):
     with pytest.raises(RecipeError, match="a recipe is a mapping"):
         loads("- 1\n- 2\n")

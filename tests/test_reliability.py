@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from posttrain.stages import base, data, sft
+from posttrain.training import stage
 from posttrain.training.trainer import MARKER, NonFiniteLoss, checkpoints, latest_complete
 
 
@@ -79,7 +80,7 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(prepared, tmp_pat
 def test_resume_skips_a_checkpoint_without_marker_or_with_a_truncated_file(prepared, tmp_path, monkeypatch):
     recipe, root = prepared
     out = tmp_path / "out"
-    monkeypatch.setattr(sft, "discard_checkpoints", lambda root: None)  # keep the checkpoints of a finished run
+    monkeypatch.setattr(stage, "discard_checkpoints", lambda root: None)  # keep the checkpoints of a finished run
     sft.run(recipe, root / "base", root / "data", out)
     assert [p.name for p in checkpoints(out / "trainer")] == ["checkpoint-120", "checkpoint-110", "checkpoint-100"]
 
@@ -163,3 +164,77 @@ def test_dpo_preempted_by_sigterm_resumes_from_its_checkpoint(micro_recipe, tmp_
     summary = dpo.run(recipe, tmp_path / "sft", tmp_path / "pairs", out)
     assert summary["resumed_from"] == stopped.name and summary["steps"] > int(found.group(1))
     assert not (out / "trainer").exists()  # checkpoints go once the model is sealed
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    """Every training stage's inputs on the micro settings: data, base, an SFT model, preference pairs."""
+    from conftest import ROOT
+    from posttrain.recipe import load
+    from posttrain.stages import preference
+
+    recipe = load(ROOT / "recipes" / "tiny.yaml").override(  # tests/conftest.py's micro_recipe
+        model={"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+                        "vocab_size": 320, "max_positions": 256}},
+        data={"sft_rows": 64, "preference_prompts": 16, "rlvr_prompts": 16, "heldout_rows": 16, "synthesis": {}},
+        sft={"epochs": 1, "batch_size": 32, "warmup": 0},
+        preference={"samples_per_prompt": 2, "max_new_tokens": 8, "heldout_fraction": 0.25, "include_reference": True},
+        rlvr={"batch_size": 16, "num_generations": 4, "max_completion_length": 8},
+    )
+    root = tmp_path_factory.mktemp("stage_inputs")
+    data.run(recipe, root / "data")
+    base.run(recipe, root / "data", root / "base")
+    sft.run(recipe, root / "base", root / "data", root / "sft")
+    preference.run(recipe, root / "sft", root / "data", root / "pairs")
+    return recipe, root
+
+
+# stage -> (its module, its inputs under stage_inputs' root, the recipe change that gives it ~8 steps to cut)
+KILLED = {
+    "sft": ("sft", ("base", "data"), {"sft": {"batch_size": 8, "checkpoints": {"every": 2}}}),
+    "dpo": ("dpo", ("sft", "pairs"), {"dpo": {"batch_size": 1, "epochs": 1, "checkpoints": {"every": 2}}}),
+    # 2 prompts per step: the 8 steps stay in the first pass over the 16 prompts (TRL 1.16's RepeatSampler has no
+    # set_epoch, so a run resumed in a later pass would draw that pass's prompt order afresh). The micro model is
+    # never right: the no-EOS penalty is the reward that differs within a group and so moves the weights.
+    "grpo": ("rlvr", ("sft", "data"), {"rlvr": {"batch_size": 8, "max_steps": 8, "no_eos_penalty": -1.0,
+                                                "checkpoints": {"every": 2}}}),
+    "ppo": ("rlvr", ("sft", "data"), {"rlvr": {"algorithm": "ppo", "num_generations": 8, "max_steps": 8,
+                                               "checkpoints": {"every": 2}}}),
+}
+
+
+@pytest.mark.parametrize("name", list(KILLED))
+def test_each_training_stage_sigkilled_resumes_to_the_uninterrupted_weights(name, stage_inputs, tmp_path, monkeypatch):
+    """Through the shared skeleton (training/stage.py): SIGKILL after the second checkpoint, run again; the
+    rerun resumes from the newest whole checkpoint and ends on the weights an uninterrupted run ends on."""
+    import importlib
+
+    from posttrain.training.checkpoints import ENV
+
+    monkeypatch.delenv(ENV, raising=False)  # checkpoints in <out>/trainer
+    module, inputs, change = KILLED[name]
+    recipe = stage_inputs[0].override(**change)
+    stage_run = importlib.import_module(f"posttrain.stages.{module}").run
+    paths = [stage_inputs[1] / i for i in inputs]
+    reference = stage_run(recipe, *paths, tmp_path / "uninterrupted")
+    assert reference["steps"] >= 6 and reference["resumed_from"] is None
+
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(recipe.to_yaml())
+    killed = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-c", CHILD.replace("sft", module), str(recipe_file), *map(str, paths),
+                              str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             # this process's thread count: another one sums logits in another order, and a
+                             # sampled token near a tie (GRPO, PPO rollouts) can then differ
+                             env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    _wait_for(killed / "trainer" / "checkpoint-4" / MARKER, child, timeout=300)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (killed / "manifest.json").exists()
+    newest = latest_complete(killed / "trainer")
+
+    summary = stage_run(recipe, *paths, killed)
+    assert summary["resumed_from"] == newest.name and summary["steps"] == reference["steps"]
+    assert not (killed / "trainer").exists()  # checkpoints go once the output is sealed
+    assert _max_diff(_weights(killed), _weights(tmp_path / "uninterrupted")) <= 1e-5
+    assert _max_diff(_weights(killed), _weights(paths[0])) > 1e-4  # training moved the weights: equality means something

@@ -63,7 +63,8 @@ def test_sigkilled_run_reruns_reusing_finished_stages_and_resuming_training(micr
     out.mkdir()
     recipe = micro_recipe.override(
         sft={"batch_size": 2, "checkpoints": {"every": 4, "keep": 2}},  # 38 steps
-        rlvr={"algorithm": "ppo", "max_steps": 12, "checkpoints": {"every": 2, "keep": 2}},
+        rlvr={"algorithm": "ppo", "num_generations": 8, "max_steps": 12,  # num_generations: GRPO only
+              "checkpoints": {"every": 2, "keep": 2}},
         eval={"benchmarks": ["arithmetic"], "max_new_tokens_for": {}},  # the eval stage is not what is tested
     )
     recipe_file = tmp_path / "recipe.yaml"

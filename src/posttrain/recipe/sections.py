@@ -132,6 +132,7 @@ class DataSection(Section):
 class Checkpoints(Section):
     every: int = Field(0, ge=0)  # optimizer steps between checkpoints; 0: only when the pod is told to stop
     keep: int = Field(2, ge=1)  # newest checkpoints kept; older ones are deleted
+    every_minutes: float = Field(0.0, ge=0)  # wall-clock minutes between checkpoints, besides every `every` steps; 0: off
 
 
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
@@ -153,7 +154,11 @@ class Optimisation(Section):
     warmup: Warmup
     seed: int = 0
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
-    checkpoints: Checkpoints = Checkpoints()  # RLVR: GRPO only; PPO does not checkpoint
+    checkpoints: Checkpoints = Checkpoints()  # every training stage, PPO included (posttrain.training.stage)
+    # Optimizer steps between logged points (the report's training curves); < 1: that share of all steps
+    # (0.02: ~50 points per curve, and some on a 3-step test run).
+    logging_steps: float = Field(0.02, gt=0)
+    max_grad_norm: float = Field(1.0, ge=0)  # gradients clipped to this global norm; 0: no clipping (TRL's default)
 
     @model_validator(mode="after")
     def _warmup_needs_a_schedule_that_uses_it(self) -> "Optimisation":
@@ -215,6 +220,8 @@ class DPOSection(Optimisation):
     batch_size: int = Field(32, gt=0)  # pairs per device per step
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_length: int = Field(256, gt=0)  # tokens, prompt + completion
+    # Score the frozen reference once before training instead of at every step: same loss, less compute.
+    precompute_ref_log_probs: bool = True
 
 
 class RLVRSection(Optimisation):
@@ -230,9 +237,15 @@ class RLVRSection(Optimisation):
     max_completion_length: int = Field(90, gt=0)  # tokens
     verified_reward: float = Field(1.0, gt=0)  # reward for a verified answer (Tülu 3 PPO used 10)
     no_eos_penalty: float = Field(0.0, le=0)  # added when a completion never ends (Tülu 3 PPO used -10)
-    clip: float = Field(0.2, gt=0, lt=1)  # PPO/GRPO ratio clip (epsilon)
+    clip: float = Field(0.2, gt=0, lt=1)  # PPO/GRPO ratio clip (epsilon; GRPOConfig.epsilon)
+    # Optimizer steps between logged points; None: max(1, max_steps // 100), up to ~100 points per curve.
+    # PPO logs every step's rollout (the report's curves) and prints a line at this interval.
+    logging_steps: float | None = Field(None, gt=0)
     ppo_epochs: int = Field(2, ge=1)  # PPO: optimisation passes over each batch of rollouts
     gae_lambda: float = Field(0.95, ge=0, le=1)  # PPO: advantage smoothing
+    gamma: float = Field(1.0, ge=0, le=1)  # PPO: per-token discount of future rewards (1: the final reward counts whole)
+    value_clip: float = Field(0.2, gt=0)  # PPO: how far the value model's prediction may move per update
+    value_coef: float = Field(0.5, ge=0)  # PPO: weight of the value loss beside the policy loss
     # GRPO rollouts through vLLM (TRL's integration): "auto" uses it where a GPU and vLLM are present.
     # colocate: vLLM shares each training GPU; server: a `trl vllm-serve` endpoint at vllm_server_url.
     vllm: Literal["auto", "on", "off"] = "auto"
@@ -246,9 +259,29 @@ class RLVRSection(Optimisation):
 
     @model_validator(mode="after")
     def _batches(self) -> "RLVRSection":
-        if self.batch_size % self.num_generations:
+        if self.algorithm == "grpo" and self.batch_size % self.num_generations:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of num_generations {self.num_generations}")
         return self
+
+    @model_validator(mode="after")
+    def _fields_of_the_other_algorithm(self) -> "RLVRSection":
+        """A field only the other algorithm reads, set away from its default, would change nothing: refuse it."""
+        unused = PPO_ONLY if self.algorithm == "grpo" else GRPO_ONLY
+        defaults = RLVRSection.model_fields
+        other = "ppo" if self.algorithm == "grpo" else "grpo"
+        for name in unused:
+            if getattr(self, name) != defaults[name].default:
+                raise ValueError(f"{name} is set to {getattr(self, name)!r}, but only algorithm {other} reads it "
+                                 f"(algorithm is {self.algorithm}); remove it or set it to "
+                                 f"{defaults[name].default!r}")
+        return self
+
+
+# RLVR fields one algorithm reads and the other does not (PPO samples one completion per prompt, in one process,
+# without vLLM; GRPO has no value model).
+GRPO_ONLY = ("num_generations", "prompts_per_rollout", "gradient_accumulation_steps", "deepspeed", "vllm", "vllm_mode",
+             "vllm_server_url", "vllm_gpu_memory_utilization")
+PPO_ONLY = ("ppo_epochs", "gae_lambda", "gamma", "value_clip", "value_coef")
 
 
 Benchmark = Literal["arithmetic", "humaneval", "gsm8k", "math500", "ifeval", "mmlu", "bbh", "drop", "popqa",

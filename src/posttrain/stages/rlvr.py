@@ -5,19 +5,15 @@ The reward is the verifier's verdict for the row's `dataset` (scaled by `verifie
 """
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
 from posttrain import sandbox
-
-from posttrain.training import checkpoints, rlvr_batches
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.reporting.report import render_progress
-from posttrain.training.trainer import (checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu, train_resumably,
-                                world_size)
-from posttrain.store import finished, seal
+from posttrain.training import rlvr_batches, stage
+from posttrain.training.trainer import has_gpu, world_size
 from posttrain.verifiers import verify
 
 
@@ -76,22 +72,21 @@ def use_vllm(recipe: Recipe) -> bool:
     return available
 
 
-def trainer_config(recipe: Recipe, out_dir: Path):
+def trainer_config(recipe: Recipe, output_dir: str | Path):
+    """GRPOConfig writing checkpoints to `output_dir`."""
     from trl import GRPOConfig
 
     cfg = recipe.rlvr
     vllm = use_vllm(recipe)
     batches = rlvr_batches.derive(cfg, world_size())  # the recipe's global sizes, per device
-    return GRPOConfig(
+    return GRPOConfig(**stage.trainer_arguments(
+        recipe, "rlvr", output_dir,
         use_vllm=vllm,
         vllm_mode=cfg.vllm_mode,
         vllm_server_base_url=cfg.vllm_server_url if vllm and cfg.vllm_mode == "server" else None,
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-        output_dir=str(out_dir / "trainer"),
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup,
         beta=cfg.beta,
+        epsilon=cfg.clip,
         num_generations=cfg.num_generations,
         per_device_train_batch_size=batches.per_device,
         gradient_accumulation_steps=batches.gradient_accumulation_steps,
@@ -99,106 +94,66 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         max_steps=cfg.max_steps,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_completion_length,
-        seed=recipe.seed_for("rlvr"),
-        **checkpoint_args(cfg.checkpoints),
-        logging_steps=max(1, cfg.max_steps // 100),  # the progress plot gets up to ~100 points
-        reward_weights=[1.0, 0.0],  # verifiable_reward, accuracy (logged only)
-        report_to="none",
-        use_cpu=not has_gpu(),
-        bf16=has_gpu(),
-        deepspeed=deepspeed_config(cfg.deepspeed),
-    )
+        logging_steps=cfg.logging_steps or max(1, cfg.max_steps // 100),  # None: up to ~100 points per curve
+        # verifiable_reward, accuracy: accuracy is logged only, never trained on. A design constant, not a knob.
+        reward_weights=[1.0, 0.0],
+    ))
 
 
-def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
-         resumed: dict | None = None, mirror: str | None = None, verify=verify) -> list[dict]:
+def grpo(run: stage.Run, rows: list[dict], verify=verify) -> list[dict] | None:
     from datasets import Dataset
     from trl import GRPOTrainer
 
     dataset = Dataset.from_list([{"prompt": r["messages"], "ground_truth": r["ground_truth"], "dataset": r["dataset"]}
                                  for r in rows])
-    args = trainer_config(recipe, out_dir)
-    args.output_dir = str(checkpoint_dir or out_dir / "trainer")
-    trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, mirror, model=model, train_dataset=dataset,
-                                         reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id, verify)),
-                                         processing_class=tokenizer)
-    trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
-    if not trainer.is_world_process_zero():
+    trained = run.fit(GRPOTrainer, trainer_config(run.recipe, run.checkpoint_dir), train_dataset=dataset,
+                      reward_funcs=list(make_reward(run.recipe, run.tokenizer.eos_token_id, verify)))
+    if trained is None:
         return None
-    if resumed is not None:
-        resumed["checkpoint"] = resume
+    trainer, _ = trained
     return [h | {"accuracy": h.get("rewards/accuracy/mean")} for h in trainer.state.log_history if "reward" in h]
 
 
-def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, checkpoint_dir: Path | None = None,
-        resumed: dict | None = None, mirror: str | None = None, verify=verify) -> list[dict]:
-    from posttrain.training import ppo as algorithm
-
-    cfg = recipe.rlvr
-    settings = algorithm.Settings(
-        learning_rate=cfg.learning_rate, beta=cfg.beta, batch_size=cfg.batch_size, max_steps=cfg.max_steps,
-        warmup_steps=round(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * cfg.max_steps),
-        temperature=cfg.temperature, max_completion_length=cfg.max_completion_length,
-        verified_reward=cfg.verified_reward, no_eos_penalty=cfg.no_eos_penalty, ppo_epochs=cfg.ppo_epochs,
-        clip=cfg.clip, lam=cfg.gae_lambda, seed=recipe.seed_for("rlvr"))
+def ppo(run: stage.Run, rows: list[dict], verify=verify) -> list[dict]:
     from posttrain.reporting import progress, tracking
+    from posttrain.training import ppo as algorithm
     from posttrain.training.devices import accelerator
 
-    saver = algorithm.Checkpoints(checkpoint_dir or out_dir / "trainer", cfg.checkpoints.every, cfg.checkpoints.keep,
-                                  mirror)
+    checkpointing = run.checkpointing()
     # PPO runs in one process on this pod's GPU in fp32 weights (the optimiser's master copy); generation and
-    # losses follow the model's device (ppo.py).
-    history = algorithm.train(model.to(accelerator()), tokenizer, rows, verify, settings,
-                              on_step=progress.step_hook("rlvr", cfg.max_steps, tracking.active()), checkpoints=saver)
-    if resumed is not None:
-        resumed["checkpoint"] = saver.resumed_from
-    model.save_pretrained(out_dir)
+    # losses follow the model's device (training/ppo/loop.py).
+    history = algorithm.train(run.model.to(accelerator()), run.tokenizer, rows, verify,
+                              algorithm.Settings.from_recipe(run.recipe),
+                              on_step=progress.step_hook("rlvr", run.recipe.rlvr.max_steps, tracking.active()),
+                              checkpoints=checkpointing)
+    run.resumed_from = checkpointing.resumed_from
+    run.model.save_pretrained(run.out_dir)
     return history
 
 
-def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    start = time.perf_counter()
-    policy_dir, data_dir, out_dir = Path(policy_dir), Path(data_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if done := finished(out_dir, "rlvr", recipe.digest(), {"policy": policy_dir, "data": data_dir}):
-        return done["summary"]
-    trust = recipe.model.trust_remote_code
-    tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
-    rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
+def train(run: stage.Run) -> dict | None:
+    recipe = run.recipe
+    rows = read_rows(run.inputs["data"] / FILES["rlvr"], "rlvr")
     sandbox.use(recipe.sandbox)  # code rows' programs run where the recipe says, or nowhere
-    checkpoint_dir = checkpoints.directory(recipe, "rlvr", {"policy": policy_dir, "data": data_dir}, out_dir)
-    resumed: dict = {}
-    mirror = checkpoints.remote(recipe, "rlvr", {"policy": policy_dir, "data": data_dir})
     tally: Counter = Counter()
-    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(recipe, model, tokenizer, rows, out_dir,
-                                                                  checkpoint_dir, resumed, mirror,
-                                                                  verify=counting(tally))
+    history = (grpo if recipe.rlvr.algorithm == "grpo" else ppo)(run, rows, verify=counting(tally))
     if history is None:  # not rank 0 of a distributed run
-        return {}
-    tokenizer.save_pretrained(out_dir)
+        return None
     summary = {
         "algorithm": recipe.rlvr.algorithm,
         "steps": history[-1]["step"] if history else 0,
         "reward_first": round(history[0]["reward"], 4) if history else None,
         "reward_last": round(history[-1]["reward"], 4) if history else None,
-        "resumed_from": resumed["checkpoint"].name if resumed.get("checkpoint") else None,
-        "resumed_from_path": str(resumed["checkpoint"]) if resumed.get("checkpoint") else None,
         "by_dataset": dict(sorted(tally.items())),  # completions scored and verified right, per row `dataset`
         "log": [{k: h[k] for k in ("step", "reward", "accuracy", "kl", "completions/mean_length", "learning_rate",
                                    "loss") if k in h}
                 for h in history],
         "sandbox": sandbox.isolation_used(recipe.sandbox),  # how model-written code was boxed; None: no code ran
     }
-    (out_dir / "progress.html").write_text(render_progress(summary))
-    seconds = time.perf_counter() - start
-    seal(out_dir, "rlvr", recipe.digest(), inputs={"policy": policy_dir, "data": data_dir}, summary=summary,
-         seconds=seconds)
-    discard_checkpoints(checkpoint_dir)  # after sealing: a kill in between still resumes, not restarts
-    checkpoints.clean_stale(recipe, "rlvr")
-    checkpoints.drop(mirror)
-    print(f"rlvr: {recipe.rlvr.algorithm} {summary['steps']} steps, reward {summary['reward_first']} -> "
-          f"{summary['reward_last']}; saved to {out_dir} in {seconds:.0f}s")
+    (run.out_dir / "progress.html").write_text(render_progress(summary))
+    print(f"rlvr: {recipe.rlvr.algorithm}, reward {summary['reward_first']} -> {summary['reward_last']}")
     return summary
+
+
+def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
+    return stage.run(recipe, "rlvr", {"policy": policy_dir, "data": data_dir}, out_dir, train)

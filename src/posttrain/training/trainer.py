@@ -1,9 +1,10 @@
 """What every training stage shares: resumable checkpoints, a finite-loss guard, graceful SIGTERM.
 
 Checkpoints are the trainer's own (`checkpoint-N`: weights, optimizer, scheduler, RNG states, data
-position). After each one is whole a `COMPLETED` marker is written with the sha256 of every file; resume
-takes the newest checkpoint whose marker exists and whose files still match it, so a checkpoint cut off by a
-kill, or a file truncated later, is skipped in favour of the previous one.
+position; PPO writes its own files in the same layout, training/ppo/persistence.py). After each one is
+whole a `COMPLETED` marker is written with the sha256 of every file; resume takes the newest checkpoint
+whose marker exists and whose files still match it, so a checkpoint cut off by a kill, or a file truncated
+later, is skipped in favour of the previous one.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import math
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -18,6 +20,7 @@ from transformers import TrainerCallback
 from posttrain.reporting import progress
 # The marker and its checks live with the checkpoints' other rules; re-exported for the stages and tests.
 from posttrain.training.checkpoints import MARKER, is_complete, latest_complete, mark_complete, pull, push  # noqa: F401
+from posttrain.training.checkpoints import numbered
 from posttrain.training.checkpoints import numbered as checkpoints  # noqa: F401
 
 class NonFiniteLoss(RuntimeError):
@@ -29,11 +32,24 @@ class Preempted(RuntimeError):
 
 
 class Checkpointing(TrainerCallback):
-    """Marks whole checkpoints, and on SIGTERM saves one at the next step and stops."""
+    """The one checkpoint policy of every training stage, TRL's trainers and PPO alike: when to save (every
+    `every` optimizer steps, every `every_minutes` of wall clock, and at the step a SIGTERM arrives), what makes
+    a saved checkpoint count (its `COMPLETED` marker, then its copy at `mirror`, the newest `keep` kept), where
+    a run resumes (the newest whole checkpoint, fetched from `mirror` when that is newer), and the `Preempted`
+    stop. As a trainer callback it drives TRL's saving; PPO's loop asks `due` and calls `saved` itself."""
 
-    def __init__(self, mirror: str | None = None, keep: int = 2):
+    def __init__(self, directory: str | Path, every: int = 0, every_minutes: float = 0.0, keep: int = 2,
+                 mirror: str | None = None):
+        self.directory, self.every, self.every_minutes = Path(directory), every, every_minutes
+        self.keep, self.mirror = keep, mirror  # checkpoints.push each complete checkpoint there
         self.terminated = False
-        self.mirror, self.keep = mirror, keep  # checkpoints.push each complete checkpoint there
+        self.resumed_from: Path | None = None
+        self.last_save = time.monotonic()
+
+    @classmethod
+    def of(cls, section, directory: str | Path, mirror: str | None = None) -> "Checkpointing":
+        """The policy a recipe's `checkpoints` section describes."""
+        return cls(directory, section.every, section.every_minutes, section.keep, mirror)
 
     def install_signal_handler(self) -> None:
         def on_term(signum, frame):  # the grace period is short: finish this step, save, stop
@@ -41,31 +57,86 @@ class Checkpointing(TrainerCallback):
 
         signal.signal(signal.SIGTERM, on_term)
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def resume_point(self) -> Path | None:
+        """The newest whole checkpoint to resume from (fetched from `mirror` first when that has a newer one)."""
+        if self.mirror:
+            if world_size() > 1:
+                from accelerate import PartialState
+
+                state = PartialState()
+                with state.local_main_process_first():  # one process per node fetches, the others wait for it
+                    if state.is_local_main_process:
+                        pull(self.mirror, self.directory)
+            else:
+                pull(self.mirror, self.directory)
+        self.resumed_from = latest_complete(self.directory)
+        return self.resumed_from
+
+    def _minutes_passed(self) -> bool:
+        if not self.every_minutes:
+            return False
+        return _agreed(time.monotonic() - self.last_save >= self.every_minutes * 60)
+
+    def due(self, step: int) -> bool:
+        """Whether to save after optimizer step `step` (PPO; TRL's trainer decides `every` steps itself)."""
+        minutes = self._minutes_passed()  # first: every rank takes part in its broadcast
+        return self.terminated or bool(self.every and step % self.every == 0) or minutes
+
+    def saved(self, checkpoint: Path, step: int, main_process: bool = True) -> None:
+        """A checkpoint's files are all written: mark it whole, copy it out, drop the oldest beyond `keep`."""
+        self.last_save = time.monotonic()
+        if checkpoint.is_dir() and main_process:  # one marker, written by rank 0
+            mark_complete(checkpoint, step)
+            if self.mirror:
+                push(checkpoint, self.mirror, self.keep)
+            for old in numbered(self.directory)[self.keep:]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def stop_if_preempted(self, stage: str, step: int) -> None:
         if self.terminated:
+            raise Preempted(f"{stage}: stopped by SIGTERM at step {step}; checkpoint saved in {self.directory}, "
+                            "rerun to resume")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._minutes_passed() or self.terminated:  # the clock first: every rank takes part in its broadcast
             control.should_save = True
+        if self.terminated:
             control.should_training_stop = True
         return control
 
     def on_save(self, args, state, control, **kwargs):
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir() and state.is_world_process_zero:  # one marker, written by rank 0
-            mark_complete(checkpoint, state.global_step)
-            if self.mirror:
-                push(checkpoint, self.mirror, self.keep)
+        self.saved(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step,
+                   state.is_world_process_zero)
         return control
 
 
+def _agreed(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank of a distributed run: a wall-clock decision must not differ between
+    ranks, or one would save (a collective under ZeRO) while the others go on."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+    value = torch.tensor([float(flag)], device=device)
+    dist.broadcast(value, 0)
+    return bool(value.item())
+
+
+def check_finite(loss: float, step: int, checkpoint_dir: str | Path | None) -> None:
+    """Raise `NonFiniteLoss` at the first NaN or infinite loss, before an optimizer step or a checkpoint uses it."""
+    if not math.isfinite(loss):
+        last = latest_complete(checkpoint_dir) if checkpoint_dir else None
+        raise NonFiniteLoss(f"loss is {loss} at step {step}; last good checkpoint: {last or 'none'}")
+
+
 class FiniteLossGuard:
-    """Trainer mixin: stop at the first non-finite loss, before an optimizer step or a checkpoint uses it."""
+    """Trainer mixin: `check_finite` on every training step's loss."""
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)
-        value = loss.detach().float().item()
-        if not math.isfinite(value):
-            last = latest_complete(self.args.output_dir)
-            raise NonFiniteLoss(f"loss is {value} at step {self.state.global_step + 1}; "
-                                f"last good checkpoint: {last or 'none'}")
+        check_finite(loss.detach().float().item(), self.state.global_step + 1, self.args.output_dir)
         return loss
 
 
@@ -133,20 +204,11 @@ def checkpoint_args(checkpoints) -> dict:
             "save_total_limit": checkpoints.keep}
 
 
-def train_resumably(stage: str, trainer_class, args, mirror: str | None = None, **kwargs):
-    """Build `trainer_class` (with the finite-loss guard and SIGTERM checkpointing), resume from the newest
-    whole checkpoint under `args.output_dir` if there is one, and train. Returns (trainer, train output,
-    the checkpoint resumed from or None); raises `Preempted` after a SIGTERM, once the checkpoint is saved.
-    `mirror`: an fsspec URL each complete checkpoint is copied to, and fetched from when it is newer."""
-    if mirror:
-        from accelerate import PartialState
-
-        state = PartialState()
-        with state.local_main_process_first():  # one process per node fetches, the others wait for it
-            if state.is_local_main_process:
-                pull(mirror, args.output_dir)
-    resume = latest_complete(args.output_dir)
-    checkpointing = Checkpointing(mirror, args.save_total_limit or 2)
+def train_resumably(stage: str, trainer_class, args, checkpointing: Checkpointing, **kwargs):
+    """Build `trainer_class` (with the finite-loss guard and `checkpointing`), resume from the newest whole
+    checkpoint under `args.output_dir` if there is one, and train. Returns (trainer, train output, the
+    checkpoint resumed from or None); raises `Preempted` after a SIGTERM, once the checkpoint is saved."""
+    resume = checkpointing.resume_point()
     checkpointing.install_signal_handler()
     from posttrain.reporting import tracking
 
@@ -154,9 +216,7 @@ def train_resumably(stage: str, trainer_class, args, mirror: str | None = None, 
     if resume:
         print(f"{stage}: resuming from {resume}")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if checkpointing.terminated:
-        raise Preempted(f"{stage}: stopped by SIGTERM at step {trainer.state.global_step}; "
-                        f"checkpoint saved in {args.output_dir}, rerun to resume")
+    checkpointing.stop_if_preempted(stage, trainer.state.global_step)
     return trainer, result, resume
 
 
