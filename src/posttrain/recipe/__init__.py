@@ -29,7 +29,7 @@ __all__ = ["Checkpoints", "Cluster", "DataSection", "Decontamination", "DPOSecti
 
 
 class Recipe(Section):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1)  # the run's name: registry entries, tracking experiment, KFP run names
     # The run's seed: every random choice (data, initial weights, shuffles, sampling) derives from it and the
     # section's own `seed` (`seed_for`). 0 leaves each section's seed as it is.
     seed: int = Field(0, ge=0)
