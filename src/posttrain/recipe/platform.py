@@ -9,6 +9,7 @@ from pydantic import Field, create_model, model_validator
 from posttrain.recipe.sections import Section
 from posttrain.stage_table import DISTRIBUTED
 from posttrain.stage_table import NAMES as STAGES
+from posttrain.stage_table import STAGES as TABLE
 
 class Toleration(Section):
     key: str = Field(min_length=1)  # node taint key the pod tolerates
@@ -63,6 +64,9 @@ class Cluster(_PerStage):
 
     @model_validator(mode="after")
     def _multi_node(self) -> "Cluster":
+        for stage in STAGES:
+            if getattr(self, stage).gpus and not TABLE[stage].accelerator:
+                raise ValueError(f"{stage}.gpus: the {stage} stage runs in a CPU image (images/cpu), without CUDA")
         for stage in set(STAGES) - set(DISTRIBUTED):
             if getattr(self, stage).nodes > 1:
                 raise ValueError(f"{stage}.nodes: only {', '.join(DISTRIBUTED)} train on several nodes")
