@@ -124,7 +124,9 @@ def test_a_knob_a_stage_stops_reading_is_reported(run, compile_reads, monkeypatc
 
 # Declared, and read only when the micro run's data holds what needs them: stage -> entry, and why.
 READ_ON_OTHER_DATA = {("preference", "sandbox"): "the verifier judge runs programs for code prompts only; the "
-                                                 "micro preference prompts are arithmetic"}
+                                                 "micro preference prompts are arithmetic",
+                      ("rlvr", "sandbox"): "the code verifier runs programs for code prompts only; the micro RLVR "
+                                           "prompts are arithmetic and instruction following"}
 
 
 def _declared(path: str, reads: tuple[str, ...]) -> bool:
