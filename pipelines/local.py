@@ -54,9 +54,9 @@ def run(recipe: Recipe, out_dir: str | Path, out=None, live: bool | None = None)
             with Display(logs, out_dir / "progress", out, ORDER + ("promote",), live) as display, \
                     contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
                 # Running again on the same directory reuses every task whose inputs are unchanged: kfp.local's
-                # cache keys a task by its code, its parameters (the recipe) and its input artifacts' URIs, and a
-                # URI here is never rewritten (outputs are create-only). Eval, gate and promote opt out of it
-                # (tulu3.py).
+                # cache keys a task by its code, its parameters (its view of the recipe: the sections it reads,
+                # stage_table.py) and its input artifacts' URIs, and a URI here is never rewritten (outputs are
+                # create-only). Eval, gate and promote opt out of it (tulu3.py).
                 local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out_dir / "kfp"),
                            raise_on_error=True, enable_caching=True)
                 # The cluster section means nothing here (no volume, no TrainJob): compile without it.

@@ -1,18 +1,26 @@
-"""The Tülu 3 pipeline: data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote."""
+"""The Tülu 3 pipeline: data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote.
+
+The graph is posttrain.stage_table's: each task takes its `inputs` from the named stages' `output`s, and its
+view of the recipe (components/views.py) as its `recipe` parameter.
+"""
 
 from pathlib import Path  # no `from __future__ import annotations`: KFP reads real annotations
 
 from kfp import compiler, dsl, kubernetes
 
 from posttrain import components as c
+from posttrain.components.views import views
 from posttrain.pipelines.resources import apply
 from posttrain.pipelines import training
 from posttrain.recipe import Recipe
 from posttrain.sandbox import CLIENT_LABEL as SANDBOX_CLIENT_LABEL
-from posttrain.stage_table import NAMES
+from posttrain.stage_table import NAMES, SANDBOXED, STAGES
 
 NAME = "tulu3"
 IR = Path(__file__).with_name("tulu3.yaml")
+VIEWED = tuple(name for name, stage in STAGES.items() if "*" not in stage.reads)  # the views task's outputs
+# Scores and decisions must reflect this run's artifacts, never a cache hit keyed on names.
+UNCACHED = ("eval", "gate", "promote")
 
 
 def build(recipe: Recipe):
@@ -23,38 +31,34 @@ def build(recipe: Recipe):
     """
 
     spec = recipe  # the recipe as compiled; the `recipe` parameter below is the run-time text
+    outputs = tuple(views.component_spec.outputs)
+    if outputs != VIEWED:
+        raise ValueError(f"components/views.py gives views of {outputs}; posttrain.stage_table wants {VIEWED}")
 
     @dsl.pipeline(name=NAME, description="Tülu 3 post-training: SFT, DPO and RLVR, evaluated and gated.")
     def tulu3(recipe: str = recipe.model_dump_json()) -> dsl.Artifact:
-        data = c.data(recipe=recipe)
-        base = c.base(recipe=recipe, dataset=data.outputs["dataset"])
-        sft = c.sft(recipe=recipe, dataset=data.outputs["dataset"], base_model=base.outputs["model"])
-        pairs = c.preference(recipe=recipe, dataset=data.outputs["dataset"], policy=sft.outputs["model"])
-        dpo = c.dpo(recipe=recipe, pairs=pairs.outputs["pairs"], policy=sft.outputs["model"])
-        rlvr = c.rlvr(recipe=recipe, dataset=data.outputs["dataset"], policy=dpo.outputs["model"])
-        scores = c.eval(recipe=recipe, dataset=data.outputs["dataset"], base_model=base.outputs["model"],
-                        sft_model=sft.outputs["model"], dpo_model=dpo.outputs["model"],
-                        rlvr_model=rlvr.outputs["model"])
-        gate = c.gate(recipe=recipe, scores=scores.outputs["scores"])
-        # Scores and decisions must reflect this run's artifacts, never a cache hit keyed on names.
-        for task in (scores, gate):
-            task.set_caching_options(False)
-        with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
-            promote = c.promote(recipe=recipe, model=rlvr.outputs["model"], report=gate.outputs["report"])
-            promote.set_caching_options(False)
-        tasks = {"data": data, "base": base, "sft": sft, "preference": pairs, "dpo": dpo, "rlvr": rlvr,
-                 "eval": scores, "gate": gate, "promote": promote}
-        if set(tasks) != set(NAMES):
-            raise ValueError(f"pipeline tasks {sorted(tasks)} differ from posttrain.stage_table {sorted(NAMES)}")
+        split = views(recipe=recipe).set_display_name("views")
+        split.set_caching_options(False)  # a few seconds; its outputs are what the stages' cache keys compare
+        tasks = {}
+        for name, stage in STAGES.items():
+            given = split.outputs[name] if name in VIEWED else recipe
+            arguments = {key: tasks[up].outputs[STAGES[up].output] for key, up in stage.inputs.items()}
+            if stage.when:  # runs only if that stage's boolean result is true (promote after a passed gate)
+                with dsl.If(tasks[stage.when].outputs["Output"] == True, name=f"{stage.when}-passed"):  # noqa: E712
+                    tasks[name] = getattr(c, stage.component)(recipe=given, **arguments)
+            else:
+                tasks[name] = getattr(c, stage.component)(recipe=given, **arguments)
+            if name in UNCACHED:
+                tasks[name].set_caching_options(False)
         for stage in NAMES:
             apply(tasks[stage].set_display_name(stage), getattr(spec.cluster, stage))
             # The KFP run id groups the stages' tracking runs (posttrain.reporting.tracking); KFP labels each pod with it.
             kubernetes.use_field_path_as_env(tasks[stage], "KFP_RUN_ID", "metadata.labels['pipeline/runid']")
-        for task in (data, pairs, rlvr, scores):  # they run model-written code: the sandbox's NetworkPolicy admits them
-            kubernetes.add_pod_label(task, *SANDBOX_CLIENT_LABEL)
+        for stage in SANDBOXED:  # they run model-written code: the sandbox's NetworkPolicy admits them
+            kubernetes.add_pod_label(tasks[stage], *SANDBOX_CLIENT_LABEL)
         for stage in training.STAGES:
             training.apply(tasks[stage], stage, spec)
-        return gate.outputs["report"]
+        return tasks["gate"].outputs["report"]
 
     return tulu3
 

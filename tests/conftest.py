@@ -55,6 +55,11 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture
 def micro_recipe():
     """The tiny recipe shrunk so every stage runs in seconds (nothing is expected to learn)."""
+    return micro()
+
+
+def micro():
+    """The micro settings, for fixtures of a wider scope than micro_recipe's."""
     return load(ROOT / "recipes" / "tiny.yaml").override(
         model={"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
                         "vocab_size": 320, "max_positions": 256}},

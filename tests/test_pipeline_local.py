@@ -5,13 +5,24 @@ from pathlib import Path
 import pytest
 
 from posttrain.pipelines import local
-from posttrain.stage_table import STAGES
+from posttrain.stage_table import NAMES
 from posttrain.store import read_manifest
 
 pytestmark = pytest.mark.e2e
 
-# Every stage that writes an output directory, in pipeline order, with the files the stage table promises.
-EXPECTED_FILES = {name: set(stage.outputs) for name, stage in STAGES.items() if stage.outputs}
+_MODEL = {"config.json", "model.safetensors"}
+# Every stage that writes an output directory, in pipeline order, with files it always holds beside manifest.json.
+EXPECTED_FILES = {
+    "data": {"sft.jsonl", "preference.jsonl", "rlvr.jsonl", "heldout.jsonl", "heldout_ifeval.jsonl", "report.json"},
+    "base": _MODEL | {"tokenizer.json"},
+    "sft": _MODEL | {"tokenizer.json"},
+    "preference": {"pairs.jsonl", "heldout_pairs.jsonl", "report.json"},
+    "dpo": _MODEL,
+    "rlvr": _MODEL | {"progress.html"},
+    "eval": {"scores.json"},
+    "gate": {"report.json", "report.md"},
+}
+assert list(EXPECTED_FILES) == [n for n in NAMES if n != "promote"]  # promote writes the registry entry only
 
 
 def _registry_entries(root: Path) -> list[Path]:

@@ -2,7 +2,7 @@ import pydantic
 import pytest
 import yaml
 
-from posttrain.recipe import Recipe, RecipeError, load, loads
+from posttrain.recipe import Recipe, RecipeError, load, loads, shipped
 
 from conftest import ROOT
 
@@ -116,3 +116,15 @@ def test_every_optimised_section_shares_the_schedule_rules(section):
     with pytest.raises(RecipeError, match=rf"recipe\.{section}\.deepspeed: Input should be"):
         loads(_tiny_with(section, deepspeed="zero4"))
     assert getattr(loads(_tiny_with(section, warmup=0, lr_scheduler="constant")), section).warmup == 0
+
+
+def test_gpus_on_a_stage_whose_image_has_no_cuda_are_refused():
+    from posttrain.stage_table import STAGES
+
+    cpu_only = [name for name, stage in STAGES.items() if not stage.accelerator]
+    assert cpu_only  # data, gate, promote run in images/cpu
+    tiny = shipped("tiny.yaml")
+    for name in cpu_only:
+        with pytest.raises(RecipeError, match=rf"recipe.cluster: {name}.gpus: .*CPU image"):
+            tiny.override(cluster={name: {"gpus": 1}})
+    assert tiny.override(cluster={"sft": {"gpus": 1}}).cluster.sft.gpus == 1

@@ -8,11 +8,13 @@ tracking) in `platform`; every name is importable from `posttrain.recipe`.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
 from posttrain.recipe.platform import Cluster, Resources, SandboxSection, SecretEnv, Toleration, TrackingSection
 from posttrain.recipe.sections import (Checkpoints, DataSection, Decontamination, DPOSection, EvalSection,
@@ -27,7 +29,7 @@ __all__ = ["Checkpoints", "Cluster", "DataSection", "Decontamination", "DPOSecti
 
 
 class Recipe(Section):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1)  # the run's name: registry entries, tracking experiment, KFP run names
     # The run's seed: every random choice (data, initial weights, shuffles, sampling) derives from it and the
     # section's own `seed` (`seed_for`). 0 leaves each section's seed as it is.
     seed: int = Field(0, ge=0)
@@ -42,16 +44,44 @@ class Recipe(Section):
     cluster: Cluster = Cluster()
     sandbox: SandboxSection = SandboxSection()
     tracking: TrackingSection = TrackingSection()
+    # The sections this copy keeps when it is one stage's view (`view`); empty: the whole recipe.
+    _view: tuple[str, ...] = PrivateAttr(())
 
     @model_validator(mode="after")
-    def _rlvr_batches_divide(self) -> "Recipe":
-        if self.rlvr.algorithm == "grpo":  # PPO (posttrain.training.ppo) runs in one process
+    def _across_sections(self, info: ValidationInfo) -> "Recipe":
+        # A view's other sections are defaults: a check across sections runs only where it keeps them all.
+        self._view = tuple((info.context or {}).get("view", ()))
+        if self.rlvr.algorithm == "grpo" and self._keeps("rlvr", "cluster.rlvr"):  # PPO runs in one process
             from posttrain.training.rlvr_batches import cluster_world, derive
 
             derive(self.rlvr, cluster_world(self.cluster.rlvr))
-        if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows:
+        if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows and self._keeps("eval", "data"):
             raise ValueError("recipe.data.heldout_rows: 0, but eval.benchmarks has arithmetic, which is scored on them")
         return self
+
+    def _keeps(self, *paths: str) -> bool:
+        view = self._view
+        return not view or all(path in view or path.split(".")[0] in view for path in paths)
+
+    def view(self, reads: Iterable[str]) -> "Recipe":
+        """The recipe as a stage that reads only `reads` sees it: those sections (or `cluster.<stage>`-style
+        fields of one) and `name`; every other section at its defaults. Its `digest()` changes only when what
+        the stage reads changes: the stage's identity (posttrain.stage_table). `"*"`: the whole recipe."""
+        return loads_view(self.view_json(reads))
+
+    def view_json(self, reads: Iterable[str]) -> str:
+        """The view as one line of JSON holding only what it keeps: a KFP task's parameter (`loads` reads it)."""
+        reads = tuple(reads)
+        if "*" in reads:
+            return self.model_dump_json()
+        whole, kept = self.model_dump(mode="json"), {"name": self.name}
+        for path in reads:
+            section, _, key = path.partition(".")
+            if key:
+                kept.setdefault(section, {})[key] = whole[section][key]
+            else:
+                kept[section] = whole[section]
+        return json.dumps({"view": list(reads), "recipe": kept}, sort_keys=True)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -89,8 +119,11 @@ def _describe(error: dict[str, Any]) -> str:
 def parse(data: Any, source: str = "recipe") -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
+    context = None
+    if set(data) == {"view", "recipe"}:  # one stage's view (Recipe.view_json)
+        context, data = {"view": data["view"]}, data["recipe"]
     try:
-        return Recipe.model_validate(data)
+        return Recipe.model_validate(data, context=context)
     except ValidationError as exc:
         lines = [_describe(error) for error in exc.errors()]
         raise RecipeError(f"{source}: " + "; ".join(lines)) from None
@@ -102,6 +135,10 @@ def loads(text: str, source: str = "recipe") -> Recipe:
     except yaml.YAMLError as exc:
         raise RecipeError(f"{source}: not valid YAML: {exc}") from None
     return parse(data, source)
+
+
+def loads_view(text: str) -> Recipe:
+    return parse(json.loads(text), source="view")
 
 
 def load(path: str | Path) -> Recipe:

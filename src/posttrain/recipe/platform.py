@@ -9,11 +9,13 @@ from pydantic import Field, create_model, model_validator
 from posttrain.recipe.sections import Section
 from posttrain.stage_table import DISTRIBUTED
 from posttrain.stage_table import NAMES as STAGES
+from posttrain.stage_table import STAGES as TABLE
 
 class Toleration(Section):
-    key: str = Field(min_length=1)
-    operator: Literal["Equal", "Exists"] = "Equal"
-    value: str | None = None
+    key: str = Field(min_length=1)  # node taint key the pod tolerates
+    operator: Literal["Equal", "Exists"] = "Equal"  # Equal: key and value match; Exists: any value
+    value: str | None = None  # taint value (operator Equal)
+    # taint effect tolerated; null: every effect
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
@@ -30,12 +32,12 @@ class Resources(Section):
     cpu: str | None = None  # Kubernetes quantity, e.g. "16"
     memory: str | None = None  # e.g. "256Gi"
     gpus: Literal[0, 1, 2, 4, 8, 16] = 0  # the counts KFP accepts
-    accelerator: str = "nvidia.com/gpu"
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: tuple[Toleration, ...] = ()
+    accelerator: str = "nvidia.com/gpu"  # extended resource name of the GPUs (KFP accelerator type)
+    node_selector: dict[str, str] = Field(default_factory=dict)  # node labels the pod must run on
+    tolerations: tuple[Toleration, ...] = ()  # node taints the pod tolerates
     shm: str | None = None  # size of a memory-backed /dev/shm (NCCL, vLLM), e.g. "64Gi"
-    secrets: tuple[SecretEnv, ...] = ()
-    retries: int = Field(0, ge=0)
+    secrets: tuple[SecretEnv, ...] = ()  # Kubernetes Secrets exposed as environment variables
+    retries: int = Field(0, ge=0)  # KFP retries of a failed task, backoff 60 s doubling
     timeout_s: int = Field(0, ge=0)  # 0: no timeout; an unschedulable pod otherwise waits forever
     # Nodes the stage trains on. Above 1 the stage's pod submits a Kubeflow Trainer TrainJob (torch-distributed
     # runtime) of `nodes` pods with `gpus` processes each, and waits for it (posttrain.training.trainjob).
@@ -62,6 +64,9 @@ class Cluster(_PerStage):
 
     @model_validator(mode="after")
     def _multi_node(self) -> "Cluster":
+        for stage in STAGES:
+            if getattr(self, stage).gpus and not TABLE[stage].accelerator:
+                raise ValueError(f"{stage}.gpus: the {stage} stage runs in a CPU image (images/cpu), without CUDA")
         for stage in set(STAGES) - set(DISTRIBUTED):
             if getattr(self, stage).nodes > 1:
                 raise ValueError(f"{stage}.nodes: only {', '.join(DISTRIBUTED)} train on several nodes")
@@ -103,7 +108,7 @@ class SandboxSection(Section):
 class TrackingSection(Section):
     """Where stage runs, per-step metrics, scores and reports are tracked (see posttrain.reporting.tracking)."""
 
-    backend: Literal["mlflow", "none"] = "mlflow"
+    backend: Literal["mlflow", "none"] = "mlflow"  # none: nothing is tracked
     # MLflow tracking URI, e.g. http://mlflow.mlflow.svc:5000. None: MLFLOW_TRACKING_URI from the environment;
     # local runs set it to an SQLite store inside the run directory (DIR/mlflow.db).
     uri: str | None = None

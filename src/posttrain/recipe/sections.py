@@ -23,10 +23,10 @@ class Section(BaseModel):
 class TinyModel(Section):
     """Shape of the from-scratch Llama of the local demo (1.1M parameters as defaulted; recipes/tiny.yaml: 0.56M)."""
 
-    hidden_size: int = Field(128, gt=0)
-    num_layers: int = Field(4, gt=0)
-    num_heads: int = Field(4, gt=0)
-    intermediate_size: int = Field(512, gt=0)
+    hidden_size: int = Field(128, gt=0)  # width of the residual stream
+    num_layers: int = Field(4, gt=0)  # decoder layers
+    num_heads: int = Field(4, gt=0)  # attention heads; divides hidden_size
+    intermediate_size: int = Field(512, gt=0)  # MLP width
     vocab_size: int = Field(512, ge=300)  # BPE vocabulary, trained on the synthetic corpus
     max_positions: int = Field(256, gt=0)  # tokens
 
@@ -39,7 +39,7 @@ class TinyModel(Section):
 
 class ModelSection(Section):
     base: str = "tiny"  # "tiny" builds a model from scratch; otherwise a local path or a Hugging Face Hub name
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # run a Hub model's own modelling code (only for models you trust)
     tiny: TinyModel = TinyModel()
     # Set on the base model's tokenizer before training: "tulu" (Tülu 3's template, posttrain.models.chat_templates)
     # or a Jinja template. None keeps the tokenizer's own, which must have {% generation %} markers.
@@ -49,6 +49,7 @@ class ModelSection(Section):
 class Decontamination(Section):
     n: int = Field(8, ge=1)  # word n-grams, after lower-casing and dropping punctuation
     threshold: float = Field(0.5, ge=0, lt=1)  # drop a row covering more than this share of an eval item
+    # benchmarks whose items are removed from training rows
     eval_sets: tuple[Literal["heldout", "humaneval", "gsm8k", "math500", "ifeval", "mmlu"], ...] = ("heldout", "humaneval")
     action: Literal["filter", "fail"] = "filter"  # fail: stop the run when a set is contaminated too much
     fail_above: float = Field(0.02, ge=0, le=1)  # share of a training set's rows (Tülu 3 flags above 2%)
@@ -57,7 +58,7 @@ class Decontamination(Section):
 class Source(Section):
     """A dataset mixed into one of the training sets."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1)  # label in reports and manifests
     path: str = Field(min_length=1)  # HF dataset name, a save_to_disk directory, or .jsonl/.parquet on any fsspec URL
     kind: Literal["sft", "preference", "rlvr"] = "sft"  # the Tülu format its rows must have (after `columns`)
     split: str = "train"  # for HF datasets
@@ -102,13 +103,15 @@ class Synthesis(Section):
 
 
 class DataSection(Section):
-    seed: int = 0
+    seed: int = 0  # data's own seed, mixed with the run's (Recipe.seed_for)
     sft_rows: int = Field(20_000, ge=0)  # synthetic SFT conversations; 0 with heldout_rows etc.: no arithmetic
     preference_prompts: int = Field(1_000, ge=0)  # prompts the preference stage samples on
     rlvr_prompts: int = Field(2_000, ge=0)  # prompts with ground truth for RLVR
     heldout_rows: int = Field(500, ge=0)  # evaluation items, never trained on
     digits: int = Field(3, ge=1, le=6)  # operand size of the arithmetic word problems
+    # arithmetic word-problem operations
     operations: tuple[Literal["add", "sub"], ...] = Field(("add", "sub"), min_length=1)
+    # persona languages of the synthetic sets
     languages: tuple[Literal["en", "de", "fr", "es", "it", "pt"], ...] = Field(
         ("en", "de", "fr", "es", "it"), min_length=1
     )
@@ -149,10 +152,10 @@ class Optimisation(Section):
     defaults here.
     """
 
-    learning_rate: LearningRate
-    lr_scheduler: Scheduler
-    warmup: Warmup
-    seed: int = 0
+    learning_rate: LearningRate  # peak learning rate, after warmup
+    lr_scheduler: Scheduler  # learning-rate schedule after warmup
+    warmup: Warmup  # warmup: optimizer steps (>= 1) or a fraction of them (< 1)
+    seed: int = 0  # the stage's own seed, mixed with the run's
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
     checkpoints: Checkpoints = Checkpoints()  # every training stage, PPO included (posttrain.training.stage)
     # Optimizer steps between logged points (the report's training curves); < 1: that share of all steps
@@ -168,12 +171,12 @@ class Optimisation(Section):
 
 
 class SFTSection(Optimisation):
-    learning_rate: LearningRate = 3e-3
-    lr_scheduler: Scheduler = "cosine"
-    warmup: Warmup = 50
-    epochs: float = Field(2.0, gt=0)
+    learning_rate: LearningRate = 3e-3  # peak, after warmup
+    lr_scheduler: Scheduler = "cosine"  # schedule after warmup
+    warmup: Warmup = 50  # optimizer steps (>= 1) or a fraction (< 1)
+    epochs: float = Field(2.0, gt=0)  # passes over the SFT set
     batch_size: int = Field(64, gt=0)  # sequences per device per step
-    gradient_accumulation_steps: int = Field(1, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)  # micro-batches per optimizer step
     max_length: int = Field(256, gt=0)  # tokens; longer conversations are truncated
     # Packing in TRL 1.16 means padding-free batches, efficient only with FlashAttention (GPU); on CPU it
     # turns each batch into one long sequence. Length-grouped batches cut padding everywhere.
@@ -184,7 +187,7 @@ class SFTSection(Optimisation):
 
 class PreferenceSection(Section):
     samples_per_prompt: int = Field(4, ge=2)  # completions sampled from the policy per prompt
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0)  # sampling temperature of the completions
     max_new_tokens: int = Field(64, gt=0)  # per completion
     batch_size: int = Field(128, gt=0)  # prompts per generate call
     # verifier: chosen = verified right, rejected = wrong. reward_model / llm: chosen = best score,
@@ -196,7 +199,7 @@ class PreferenceSection(Section):
     api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the endpoint's key (from a Secret)
     heldout_fraction: float = Field(0.1, ge=0, lt=1)  # pairs kept aside to measure the DPO margin
     include_reference: bool = False  # add the data's reference solution as an off-policy completion
-    seed: int = 0
+    seed: int = 0  # the stage's own seed, mixed with the run's
 
     @model_validator(mode="after")
     def _judge_has_what_it_needs(self) -> "PreferenceSection":
@@ -209,16 +212,16 @@ class PreferenceSection(Section):
 
 class DPOSection(Optimisation):
     loss_type: Literal["sigmoid", "sigmoid_norm", "ipo", "hinge"] = "sigmoid_norm"  # sigmoid_norm: length-normalised
-    beta: float = Field(0.1, gt=0)
+    beta: float = Field(0.1, gt=0)  # DPO's KL strength (inverse temperature)
     # Weight of an NLL term on the chosen completion (RPO / iterative RPO). Without it DPO lowers the
     # likelihood of right answers too, which costs accuracy on reasoning tasks; 0 turns it off.
     sft_weight: float = Field(0.0, ge=0)
-    learning_rate: LearningRate = 1e-4
-    lr_scheduler: Scheduler = "linear"
-    warmup: Warmup = 0.1
-    epochs: float = Field(1.0, gt=0)
+    learning_rate: LearningRate = 1e-4  # peak, after warmup
+    lr_scheduler: Scheduler = "linear"  # schedule after warmup
+    warmup: Warmup = 0.1  # optimizer steps (>= 1) or a fraction (< 1)
+    epochs: float = Field(1.0, gt=0)  # passes over the pairs
     batch_size: int = Field(32, gt=0)  # pairs per device per step
-    gradient_accumulation_steps: int = Field(1, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)  # micro-batches per optimizer step
     max_length: int = Field(256, gt=0)  # tokens, prompt + completion
     # Score the frozen reference once before training instead of at every step: same loss, less compute.
     precompute_ref_log_probs: bool = True
@@ -226,14 +229,14 @@ class DPOSection(Optimisation):
 
 class RLVRSection(Optimisation):
     algorithm: Literal["grpo", "ppo"] = "grpo"  # GRPO: Tülu 3.1, TRL; PPO: Tülu 3, posttrain.training.ppo
-    learning_rate: LearningRate = 5e-5
-    lr_scheduler: Scheduler = "constant"
+    learning_rate: LearningRate = 5e-5  # peak, after warmup
+    lr_scheduler: Scheduler = "constant"  # schedule after warmup
     warmup: Warmup = 0.0  # a fraction of max_steps when < 1
     beta: float = Field(0.0, ge=0)  # KL penalty to the reference policy
     num_generations: int = Field(8, ge=2)  # completions per prompt (the GRPO group; PPO samples one)
     batch_size: int = Field(64, gt=0)  # completions per optimizer update, global (posttrain.training.rlvr_batches)
     max_steps: int = Field(80, gt=0)  # optimizer steps
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0)  # sampling temperature of the rollouts
     max_completion_length: int = Field(90, gt=0)  # tokens
     verified_reward: float = Field(1.0, gt=0)  # reward for a verified answer (Tülu 3 PPO used 10)
     no_eos_penalty: float = Field(0.0, le=0)  # added when a completion never ends (Tülu 3 PPO used -10)
@@ -249,8 +252,8 @@ class RLVRSection(Optimisation):
     # GRPO rollouts through vLLM (TRL's integration): "auto" uses it where a GPU and vLLM are present.
     # colocate: vLLM shares each training GPU; server: a `trl vllm-serve` endpoint at vllm_server_url.
     vllm: Literal["auto", "on", "off"] = "auto"
-    vllm_mode: Literal["colocate", "server"] = "colocate"
-    vllm_server_url: str | None = None
+    vllm_mode: Literal["colocate", "server"] = "colocate"  # see vllm
+    vllm_server_url: str | None = None  # vllm_mode server: the trl vllm-serve URL
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
     # Global, like batch_size: prompts per rollout, each sampled num_generations times; the rollout's completions
     # are split into updates of batch_size. 0: batch_size / num_generations (one update per rollout).

@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 
 from posttrain.recipe import Recipe
+from posttrain.stage_table import STAGES
 
 GROUP_ENVS = ("KFP_RUN_ID", "POSTTRAIN_RUN_ID")
 RUN_ENV = "POSTTRAIN_TRACKING_RUN"  # the stage's run id, for torchrun's worker processes
-SECTIONS = {"gate": "promote", "base": "model"}  # the recipe section a stage's run records as params
+# the recipe section a stage's run records as params (the stage table's `section`, else its own name)
+SECTIONS = {name: stage.section or name for name, stage in STAGES.items()}
 _active: "Tracker | None" = None
 
 
@@ -186,7 +188,7 @@ def stage(recipe: Recipe, name: str, out_dir: str | Path | None = None):
         tags["kfp.run_id"] = os.environ["KFP_RUN_ID"]
     run = client.create_run(experiment, run_name=name, tags=tags)
     tracker = Tracker(client, run.info.run_id)
-    section = getattr(recipe, SECTIONS.get(name, name), None)
+    section = getattr(recipe, SECTIONS.get(name, name), None)  # a name outside the table: that section, if any
     tracker.log_params(_flatten("", section.model_dump(mode="json")) if section is not None else {})
     _active = tracker
     previous_uri = os.environ.get("MLFLOW_TRACKING_URI")  # restored after: a caller's later runs go elsewhere

@@ -1,0 +1,93 @@
+"""A stage reruns only when what it reads changes (issue 28).
+
+Each stage's task takes its view of the recipe (posttrain.stage_table `reads`, components/views.py) as its
+`recipe` parameter; KFP's cache and kfp.local's key a task by its parameters and input artifacts, so a task
+whose view and inputs are unchanged is reused.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from posttrain.pipelines import tulu3
+from posttrain.recipe import loads, shipped
+from posttrain.stage_table import NAMES, STAGES
+
+BEFORE_RLVR = NAMES[: NAMES.index("rlvr")]
+
+
+def _tasks(recipe, path: Path) -> dict:
+    """Every task of the compiled pipeline, the ones inside its conditions too."""
+    tulu3.compile(recipe, path)
+    ir = next(yaml.safe_load_all(path.read_text()))
+    dags = [ir["root"], *(c for c in ir["components"].values() if "dag" in c)]
+    return {name: task for dag in dags for name, task in dag["dag"]["tasks"].items()}
+
+
+def test_changing_an_rlvr_field_leaves_the_earlier_tasks_and_their_views_unchanged(tmp_path):
+    from posttrain.components.views import views
+
+    recipe = shipped("tulu3-8b.yaml")
+    changed = recipe.override(rlvr={"clip": 0.13, "max_steps": recipe.rlvr.max_steps + 1})
+    before, after = _tasks(recipe, tmp_path / "a.yaml"), _tasks(changed, tmp_path / "b.yaml")
+    assert before == after  # the recipe reaches the tasks at run time, through the views task only
+    for name in NAMES:
+        source = before[name]["inputs"]["parameters"]["recipe"]
+        if "*" in STAGES[name].reads:  # gate and promote: the whole recipe, the registry entry's lineage
+            assert source["componentInputParameter"] in ("recipe", "pipelinechannel--recipe")
+        else:
+            assert source == {"taskOutputParameter": {"outputParameterKey": name, "producerTask": "views"}}
+        wanted = {key: up for key, up in STAGES[name].inputs.items()}
+        given = {key: spec.get("taskOutputArtifact", {}).get("producerTask") or spec["componentInputArtifact"]
+                 for key, spec in before[name]["inputs"].get("artifacts", {}).items()}
+        assert {key: up.removeprefix("pipelinechannel--").split("-")[0] for key, up in given.items()} == wanted
+
+    # What the views task hands each stage at run time: the earlier stages' views do not change, rlvr's does.
+    old = dict(zip(tulu3.VIEWED, views.python_func(recipe=recipe.to_yaml())))
+    new = dict(zip(tulu3.VIEWED, views.python_func(recipe=changed.model_dump_json())))
+    assert [name for name in tulu3.VIEWED if old[name] != new[name]] == ["rlvr"]
+    for name in BEFORE_RLVR:
+        assert old[name] == new[name], name
+        assert loads(old[name]).digest() == loads(new[name]).digest()  # manifests' and checkpoints' key
+    assert json.loads(new["rlvr"])["recipe"]["rlvr"]["clip"] == 0.13
+    assert loads(new["rlvr"]).rlvr.clip == 0.13
+
+
+def test_a_view_keeps_what_its_stage_reads_and_defaults_the_rest():
+    recipe = shipped("tulu3-8b.yaml")
+    view = recipe.view(("sft", "cluster.sft"))
+    assert view.sft == recipe.sft and view.cluster.sft == recipe.cluster.sft
+    assert view.rlvr == type(recipe.rlvr)() and view.cluster.rlvr == type(recipe.cluster.rlvr)()
+    assert view.name == recipe.name and recipe.view(("*",)) == recipe
+    # A check across sections runs where the view keeps both: heldout_rows 0 with arithmetic scored is refused
+    # in a whole recipe, and is no error in a view of the data section alone (eval there is a default).
+    bare = recipe.override(data={"heldout_rows": 0}, eval={"benchmarks": ["humaneval"]})
+    assert bare.view(("data",)).data.heldout_rows == 0
+
+
+def _sealed(out: Path) -> dict[str, set[str]]:
+    """stage -> its sealed output directories under the run's kfp root."""
+    found: dict[str, set[str]] = {}
+    for manifest in (out / "kfp").rglob("manifest.json"):
+        found.setdefault(json.loads(manifest.read_text())["stage"], set()).add(str(manifest.parent))
+    return found
+
+
+@pytest.mark.e2e
+def test_rerun_after_an_rlvr_change_runs_only_rlvr_and_what_follows(micro_recipe, tmp_path):
+    from posttrain.pipelines import local
+
+    out = tmp_path / "run"
+    recipe = micro_recipe.override(promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0,
+                                            "registry": (tmp_path / "registry").as_uri()})
+    local.run(recipe, out)
+    first = _sealed(out)
+    entries = sorted((tmp_path / "registry").rglob("entry.json"))
+    local.run(recipe.override(rlvr={"clip": 0.13}), out)  # the same command on the same directory
+    second = _sealed(out)
+    ran = {stage for stage in second if second[stage] != first.get(stage, set())}
+    assert ran == {"rlvr", "eval", "gate"}, ran
+    assert len(sorted((tmp_path / "registry").rglob("entry.json"))) == len(entries) + 1  # promote ran too
+    for stage in BEFORE_RLVR:
+        assert second[stage] == first[stage]
