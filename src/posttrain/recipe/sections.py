@@ -132,6 +132,9 @@ class DataSection(Section):
 class Checkpoints(Section):
     every: int = Field(0, ge=0)  # optimizer steps between checkpoints; 0: only when the pod is told to stop
     keep: int = Field(2, ge=1)  # newest checkpoints kept; older ones are deleted
+    # Also save when this many minutes have passed since the last checkpoint (0: off). A preempted pod whose
+    # checkpoint does not fit in its grace period resumes from the last periodic one (posttrain.plan checks).
+    every_minutes: float = Field(0.0, ge=0)
 
 
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
@@ -215,6 +218,9 @@ class DPOSection(Optimisation):
     batch_size: int = Field(32, gt=0)  # pairs per device per step
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_length: int = Field(256, gt=0)  # tokens, prompt + completion
+    # Held-out margin pass (posttrain.training.logprobs), before and after training, on rank 0 only: sequences
+    # per forward pass. Its logits are batch x length x vocabulary: at 128k vocabulary keep this small.
+    margin_batch_size: int = Field(8, gt=0)
 
 
 class RLVRSection(Optimisation):
@@ -239,6 +245,11 @@ class RLVRSection(Optimisation):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_server_url: str | None = None
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
+    # Longest sequence (prompt + completion, tokens) vLLM holds KV cache for; None: the model's own context
+    # (Llama-3.1: 131,072 tokens = 16 GiB of KV cache for one sequence at 8B). posttrain.plan checks it fits.
+    vllm_max_model_length: int | None = Field(None, gt=0)
+    # colocate: vLLM frees its weights and KV cache while the trainer steps, and takes them back to generate
+    vllm_enable_sleep_mode: bool = False
     # Global, like batch_size: prompts per rollout, each sampled num_generations times; the rollout's completions
     # are split into updates of batch_size. 0: batch_size / num_generations (one update per rollout).
     prompts_per_rollout: int = Field(0, ge=0)

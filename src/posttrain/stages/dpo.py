@@ -4,6 +4,7 @@ Reports the chosen-vs-rejected log-prob margin on held-out pairs before and afte
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -68,8 +69,11 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     heldout = read_rows(pairs_dir / "heldout_pairs.jsonl", "preference")
     from posttrain.training.devices import accelerator
 
-    # On this process's GPU, where the trainer puts the model anyway; logprobs.py builds its inputs there.
-    margin_before = preference_margin(model.to(accelerator()).eval(), tokenizer, heldout)
+    # On this process's GPU, where the trainer puts the model anyway; logprobs.py builds its inputs there. Rank
+    # 0 alone (RANK is set by torchrun before any process group): the others would only repeat it.
+    margin = {"batch_size": recipe.dpo.margin_batch_size, "max_length": recipe.dpo.max_length}
+    first = os.environ.get("RANK", "0") == "0"
+    margin_before = preference_margin(model.to(accelerator()).eval(), tokenizer, heldout, **margin) if first else 0.0
     args = trainer_config(recipe, out_dir)
     args.output_dir = str(checkpoints.directory(recipe, "dpo", {"policy": policy_dir, "pairs": pairs_dir}, out_dir))
     mirror = checkpoints.remote(recipe, "dpo", {"policy": policy_dir, "pairs": pairs_dir})
@@ -80,7 +84,7 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
         return {}
     tokenizer.save_pretrained(out_dir)
     trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir).to(accelerator())
-    margin_after = preference_margin(trained.eval(), tokenizer, heldout)
+    margin_after = preference_margin(trained.eval(), tokenizer, heldout, **margin)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),
                "pairs_by_origin": dict(Counter(p.get("origin", "on_policy") for p in rows)),
                "resumed_from": resume.name if resume else None,

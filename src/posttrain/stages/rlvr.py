@@ -87,6 +87,8 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         vllm_mode=cfg.vllm_mode,
         vllm_server_base_url=cfg.vllm_server_url if vllm and cfg.vllm_mode == "server" else None,
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        vllm_max_model_length=cfg.vllm_max_model_length,
+        vllm_enable_sleep_mode=cfg.vllm_enable_sleep_mode,
         output_dir=str(out_dir / "trainer"),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
