@@ -24,6 +24,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
     cfg = recipe.dpo
     losses = {cfg.loss_type: 1.0, **({"sft": cfg.sft_weight} if cfg.sft_weight else {})}
     return DPOConfig(
+        gradient_checkpointing=cfg.gradient_checkpointing,
         output_dir=str(out_dir / "trainer"),
         loss_type=list(losses),
         loss_weights=list(losses.values()),

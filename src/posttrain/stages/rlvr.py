@@ -89,6 +89,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         vllm_max_model_length=cfg.vllm_max_model_length,
         vllm_enable_sleep_mode=cfg.vllm_enable_sleep_mode,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         output_dir=str(out_dir / "trainer"),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,

@@ -17,6 +17,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
 
     cfg = recipe.sft
     return SFTConfig(
+        gradient_checkpointing=cfg.gradient_checkpointing,
         output_dir=str(out_dir / "trainer"),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,

@@ -20,7 +20,8 @@ def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     flat, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
     out = torch.empty(flat_targets.shape, dtype=torch.float32, device=ids.device)
     for begin in range(0, flat.shape[0], CHUNK):
-        logits = head(flat[begin : begin + CHUNK]).float()
+        # the head's weights, not the module: a module called once per chunk confuses PyTorch's MemTracker
+        logits = torch.nn.functional.linear(flat[begin : begin + CHUNK], head.weight, head.bias).float()
         picked = logits.gather(-1, flat_targets[begin : begin + CHUNK, None]).squeeze(-1)
         out[begin : begin + CHUNK] = picked - torch.logsumexp(logits, -1)
     return out.view(targets.shape)
