@@ -1,4 +1,4 @@
-"""The Tülu 3 pipeline: data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote."""
+"""The Tülu 3 pipeline: plan -> data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote."""
 
 from pathlib import Path  # no `from __future__ import annotations`: KFP reads real annotations
 
@@ -26,6 +26,7 @@ def build(recipe: Recipe):
 
     @dsl.pipeline(name=NAME, description="Tülu 3 post-training: SFT, DPO and RLVR, evaluated and gated.")
     def tulu3(recipe: str = recipe.model_dump_json()) -> dsl.Artifact:
+        plan = c.plan(recipe=recipe)  # every other task waits for it: nothing asks for a GPU before it passes
         data = c.data(recipe=recipe)
         base = c.base(recipe=recipe, dataset=data.outputs["dataset"])
         sft = c.sft(recipe=recipe, dataset=data.outputs["dataset"], base_model=base.outputs["model"])
@@ -42,7 +43,7 @@ def build(recipe: Recipe):
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
             promote = c.promote(recipe=recipe, model=rlvr.outputs["model"], report=gate.outputs["report"])
             promote.set_caching_options(False)
-        tasks = {"data": data, "base": base, "sft": sft, "preference": pairs, "dpo": dpo, "rlvr": rlvr,
+        tasks = {"plan": plan, "data": data, "base": base, "sft": sft, "preference": pairs, "dpo": dpo, "rlvr": rlvr,
                  "eval": scores, "gate": gate, "promote": promote}
         if set(tasks) != set(NAMES):
             raise ValueError(f"pipeline tasks {sorted(tasks)} differ from posttrain.stage_table {sorted(NAMES)}")
@@ -52,6 +53,8 @@ def build(recipe: Recipe):
             kubernetes.use_field_path_as_env(tasks[stage], "KFP_RUN_ID", "metadata.labels['pipeline/runid']")
         for task in (data, pairs, rlvr, scores):  # they run model-written code: the sandbox's NetworkPolicy admits them
             kubernetes.add_pod_label(task, *SANDBOX_CLIENT_LABEL)
+        for stage in NAMES[1:]:
+            tasks[stage].after(plan)
         for stage in training.STAGES:
             training.apply(tasks[stage], stage, spec)
         return gate.outputs["report"]

@@ -17,7 +17,7 @@ from posttrain.plan.memory import GiB, PARTS, Memory
 from posttrain.recipe import Recipe, RecipeError
 from posttrain.stage_table import NAMES
 
-__all__ = ["Plan", "PlanError", "StagePlan", "check", "make", "markdown"]
+__all__ = ["Plan", "PlanError", "StagePlan", "check", "make", "markdown", "run"]
 
 
 class PlanError(RecipeError):
@@ -106,11 +106,22 @@ def _checkpoints(recipe: Recipe, plan: StagePlan) -> None:
 
 def check(recipe: Recipe, data_dir: str | Path | None = None) -> Plan:
     """The plan, or PlanError listing every stage that does not fit."""
-    plan = make(recipe, data_dir)
+    return _refuse(make(recipe, data_dir))
+
+
+def _refuse(plan: Plan) -> Plan:
     if plan.problems:
-        raise PlanError(f"recipe {recipe.name} does not fit (posttrain plan shows the table):\n  - "
+        raise PlanError(f"recipe {plan.recipe} does not fit (posttrain plan shows the table):\n  - "
                         + "\n  - ".join(plan.problems))
     return plan
+
+
+def run(recipe: Recipe, table: str | Path) -> Plan:
+    """The pipeline's first task: the table to `table` (markdown), then PlanError when a stage does not fit."""
+    result = make(recipe)
+    Path(table).write_text(markdown(result))
+    print(markdown(result))
+    return _refuse(result)
 
 
 def _gib(value: float) -> str:
