@@ -19,22 +19,25 @@ TRAIN, TRAIN_CHECKPOINTED, LOGPROBS = "train", "train_checkpointed", "logprobs" 
 # loss (without / with gradient checkpointing), posttrain.training.logprobs.token_logprobs (inference)
 
 
-def micro_step(config: dict, kind: str, batch: int, length: int) -> int:
-    """Peak bytes, beyond the model's states, of one micro-step of `batch` sequences of `length` tokens, bf16."""
-    return _scaled(json.dumps(config, sort_keys=True), kind, batch, length)
+def micro_step(config: dict, kind: str, batch: int, length: int, dtype: str = "bfloat16",
+               with_gradients: bool = False) -> int:
+    """Peak bytes, beyond the model's states, of one micro-step of `batch` sequences of `length` tokens;
+    `with_gradients`: the gradients allocated at that peak counted too (to compare with a whole process)."""
+    return _scaled(json.dumps(config, sort_keys=True), kind, batch, length, dtype, with_gradients)
 
 
 @lru_cache(maxsize=64)
-def _scaled(config_json: str, kind: str, batch: int, length: int) -> int:
+def _scaled(config_json: str, kind: str, batch: int, length: int, dtype: str, with_gradients: bool) -> int:
     config = json.loads(config_json)
-    one = _traced(config, 1, kind, batch, length)
+    one = _traced(config, 1, kind, batch, length, dtype, with_gradients)
     if config["num_hidden_layers"] == 1:
         return one
-    two = _traced(config, 2, kind, batch, length)
+    two = _traced(config, 2, kind, batch, length, dtype, with_gradients)
     return one + (config["num_hidden_layers"] - 1) * max(0, two - one)
 
 
-def _traced(config: dict, layers: int, kind: str, batch: int, length: int) -> int:
+def _traced(config: dict, layers: int, kind: str, batch: int, length: int, dtype: str = "bfloat16",
+            with_gradients: bool = False) -> int:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
@@ -42,9 +45,9 @@ def _traced(config: dict, layers: int, kind: str, batch: int, length: int) -> in
     from posttrain.plan.architecture import build
     from posttrain.training.logprobs import token_logprobs
 
-    dtype = torch.get_default_dtype()
+    default = torch.get_default_dtype()
     # bf16 as the GPU stages run; `.to(bfloat16)` on a fake model fails ("Couldn't swap Embedding.weight")
-    torch.set_default_dtype(torch.bfloat16)
+    torch.set_default_dtype(getattr(torch, dtype))
     try:
         with FakeTensorMode():
             model = build(config, layers)
@@ -63,6 +66,6 @@ def _traced(config: dict, layers: int, kind: str, batch: int, length: int) -> in
                         token_logprobs(model.eval(), ids, mask)
             peak = next(iter(tracker.get_tracker_snapshot("peak").values()))
     finally:
-        torch.set_default_dtype(dtype)
-    states = (_MemRefType.PARAM, _MemRefType.BUFFER, _MemRefType.GRAD, _MemRefType.OPT)
+        torch.set_default_dtype(default)
+    states = (_MemRefType.PARAM, _MemRefType.BUFFER, _MemRefType.OPT, *(() if with_gradients else (_MemRefType.GRAD,)))
     return peak["Total"] - sum(peak.get(kind, 0) for kind in states)
