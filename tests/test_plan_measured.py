@@ -29,7 +29,8 @@ def test_traced_peak_agrees_with_the_process_peak_rss(config, batch, length):
     out = subprocess.run([sys.executable, str(HERE / "rss_step.py"), json.dumps(config), str(batch), str(length),
                           "float32"], capture_output=True, text=True, timeout=600, check=True)
     measured = json.loads(out.stdout)["peak_growth"]
-    assert estimate == pytest.approx(measured, rel=0.2), f"traced {estimate / 2**20:.0f} MiB, RSS {measured / 2**20:.0f} MiB"
+    assert estimate == pytest.approx(measured, rel=0.2), \
+        f"traced {estimate / 2**20:.0f} MiB, RSS {measured / 2**20:.0f} MiB"
 
 
 def test_scaling_two_layers_equals_tracing_all_of_them():
