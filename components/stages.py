@@ -6,6 +6,16 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 from posttrain.components.images import image
 
 
+@dsl.component(base_image=image("plan"), install_kfp_package=False)
+def plan(recipe: str, table: Output[Markdown]):
+    """Every stage's per-GPU memory, tokens, GPU-hours, cost and checkpoints (`table`); fails, before any GPU
+    is asked for, when a stage does not fit, naming the fields to change."""
+    from posttrain import plan as stage
+    from posttrain.recipe import loads
+
+    stage.run(loads(recipe), table.path)
+
+
 @dsl.component(base_image=image("data"), install_kfp_package=False)
 def data(recipe: str, dataset: Output[Dataset], summary: Output[Markdown]):
     """Synthesise, deduplicate, decontaminate and split the training and held-out data; `summary` is the

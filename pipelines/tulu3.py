@@ -1,4 +1,4 @@
-"""The Tülu 3 pipeline: data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote.
+"""The Tülu 3 pipeline: plan -> data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote.
 
 The graph is posttrain.stage_table's: each task takes its `inputs` from the named stages' `output`s, and its
 view of the recipe (components/views.py) as its `recipe` parameter.
@@ -18,6 +18,8 @@ from posttrain.stage_table import NAMES, SANDBOXED, STAGES
 
 NAME = "tulu3"
 IR = Path(__file__).with_name("tulu3.yaml")
+if NAMES[0] != "plan":
+    raise ValueError(f"posttrain.stage_table starts with {NAMES[0]}; the pipeline runs the plan first")
 VIEWED = tuple(name for name, stage in STAGES.items() if "*" not in stage.reads)  # the views task's outputs
 # Scores and decisions must reflect this run's artifacts, never a cache hit keyed on names.
 UNCACHED = ("eval", "gate", "promote")
@@ -56,6 +58,8 @@ def build(recipe: Recipe):
             kubernetes.use_field_path_as_env(tasks[stage], "KFP_RUN_ID", "metadata.labels['pipeline/runid']")
         for stage in SANDBOXED:  # they run model-written code: the sandbox's NetworkPolicy admits them
             kubernetes.add_pod_label(tasks[stage], *SANDBOX_CLIENT_LABEL)
+        for stage in NAMES[1:]:  # plan first: nothing asks for a GPU before it passes
+            tasks[stage].after(tasks[NAMES[0]])
         for stage in training.STAGES:
             training.apply(tasks[stage], stage, spec)
         return tasks["gate"].outputs["report"]

@@ -3,7 +3,8 @@
 A scratch Llama of about 100M parameters (the tiny recipe's data and tokenizer, a wider and deeper model)
 goes through the stages as the pipeline runs them, in this process: data (CPU), base, SFT (bf16, packing),
 preference, DPO, RLVR with GRPO, RLVR with PPO, eval. After each GPU stage the script asserts that the stage
-put tensors on CUDA (its peak CUDA memory exceeds the model's weights). Last line: one JSON object with SFT
+put tensors on CUDA (its peak CUDA memory exceeds the model's weights), and records that peak next to
+posttrain.plan's estimate for the same settings on one GPU (`peak_vs_plan`, GiB). Last line: one JSON object with SFT
 tokens/s and MFU, and every stage's seconds. No network, no vLLM: generation is transformers' on the GPU.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # bf16 dense peak of the card, FLOP/s (H100 SXM and H200: 989e12); MFU = 6 * parameters * tokens/s / peak
 PEAK = {"H100": 989e12, "H200": 989e12}
 DRY = os.environ.get("SMOKE_DRY_RUN") == "1"  # CPU, micro sizes: checks the wiring where no GPU is
+PEAKS: dict[str, float] = {}  # stage -> peak CUDA memory, GiB
 
 
 def recipe_for_smoke():
@@ -50,6 +52,7 @@ def on_cuda(stage: str, run, weights: int):
     result = run()
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated()
+    PEAKS[stage] = round(peak / 2**30, 3)
     assert peak >= weights, f"{stage}: peak CUDA memory {peak} B, below the model's {weights} B of bf16 weights"
     print(f"smoke: {stage}: {time.perf_counter() - start:.0f}s on CUDA, peak {peak / 2**30:.2f} GiB", flush=True)
     return result, time.perf_counter() - start
@@ -66,6 +69,22 @@ def sft_tokens(recipe, data_dir: Path, model_dir: Path) -> int:
     texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in rows]
     lengths = [min(len(ids), recipe.sft.max_length) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return int(sum(lengths) * recipe.sft.epochs)
+
+
+def planned(recipe, model_dir: Path) -> dict[str, float]:
+    """posttrain.plan's per-GPU peak (GiB, headroom excluded) of each stage, as the smoke runs it: one GPU,
+    the smoke's own model (its config.json), PPO as a second RLVR run."""
+    from posttrain import plan
+
+    one_gpu = {stage: {"gpus": 1} for stage in ("sft", "preference", "dpo", "rlvr", "eval")}
+    estimates = {}
+    for label, variant in (("grpo", recipe), ("ppo", recipe.override(rlvr={"algorithm": "ppo"}))):
+        result = plan.make(variant.override(model={"base": str(model_dir)}, cluster=one_gpu))
+        for s in result.stages:
+            if s.memory and s.memory.peak:
+                estimates["grpo" if s.stage == "rlvr" and label == "grpo" else label if s.stage == "rlvr"
+                          else s.stage] = round(s.memory.peak.total / 2**30, 3)
+    return estimates
 
 
 def main(out: Path) -> dict:
@@ -99,6 +118,7 @@ def main(out: Path) -> dict:
     _, seconds["ppo"] = on_cuda("ppo", lambda: rlvr.run(ppo, out / "dpo", out / "data", out / "ppo"), weights)
     models = {"base": out / "base", "sft": out / "sft", "dpo": out / "dpo", "grpo": out / "grpo", "ppo": out / "ppo"}
     scores, seconds["eval"] = on_cuda("eval", lambda: evaluate.run(recipe, out / "data", models, out / "eval"), weights)
+    estimates = planned(recipe, out / "base")
     tokens = sft_tokens(recipe, out / "data", out / "sft")
     # Stage wall time: model load and save included, so tokens/s and MFU are lower bounds of the trainer's.
     tokens_per_s = tokens / seconds["sft"]
@@ -107,6 +127,8 @@ def main(out: Path) -> dict:
     return {"device": name, "torch": torch.__version__, "parameters": parameters, "sft_tokens": tokens,
             "sft_tokens_per_s": round(tokens_per_s), "sft_mfu": round(6 * parameters * tokens_per_s / peak, 4)
             if peak else None, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "peak_vs_plan": {stage: {"peak_gib": PEAKS.get(stage), "plan_gib": estimates.get(stage)}
+                             for stage in ("sft", "preference", "dpo", "grpo", "ppo", "eval")},
             "eval": {b: {m: round(r["score"], 3) for m, r in by.items()} for b, by in scores["benchmarks"].items()}}
 
 

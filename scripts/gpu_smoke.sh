@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU path of the pipeline in one run, sized for about ten minutes on one H100: a scratch ~100M-parameter
 # Llama through SFT (bf16, packing), preference sampling, DPO, GRPO, PPO and eval, each asserted to have used
-# CUDA; the last line is one JSON object with SFT tokens/s and MFU (scripts/gpu_smoke.py says how).
+# CUDA, its peak CUDA memory recorded next to posttrain.plan's estimate for the same settings; the last line is
+# one JSON object with SFT tokens/s, MFU and peak_vs_plan (scripts/gpu_smoke.py says how).
 #
 # The GPU machine has PyTorch and transformers but no network and no vLLM; the small wheels it lacks travel
 # with the working tree in .whl/ (git-ignored), at the versions of the GPU lock.

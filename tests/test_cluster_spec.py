@@ -21,11 +21,16 @@ def _compile(tmp_path, monkeypatch):
 
 def test_every_gpu_stage_requests_accelerators_node_pool_and_tolerations(tmp_path, monkeypatch):
     recipe, _, pipeline, executors = _compile(tmp_path, monkeypatch)
+    asked = [stage for stage in GPU_STAGES if getattr(recipe.cluster, stage).gpus]
+    assert "sft" in asked and "preference" not in asked  # the 8B recipe's preference stage splits released pairs
     for stage in GPU_STAGES:
         wanted = getattr(recipe.cluster, stage)
+        container = pipeline["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]
+        if not wanted.gpus:  # no GPU, no accelerator pool
+            assert "accelerator" not in container.get("resources", {})
+            continue
         if wanted.nodes > 1:  # a TrainJob launcher: tests/test_trainjob.py, test_multi_node_stage_... below
             continue
-        container = pipeline["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]
         accelerator = container["resources"]["accelerator"]
         assert (accelerator["resourceType"], int(accelerator["resourceCount"])) == (wanted.accelerator, wanted.gpus)
         platform = executors[f"exec-{stage}"]

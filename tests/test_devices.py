@@ -49,6 +49,7 @@ def _on(device, tiny):
             raise Stop
 
     model.register_forward_pre_hook(check, with_kwargs=True)
+    model.get_decoder().register_forward_pre_hook(check, with_kwargs=True)  # logprobs calls the decoder itself
     original = model.generate
 
     def generate(*args, **kwargs):  # generate() itself cannot run on meta, so its inputs are checked at the door

@@ -14,7 +14,9 @@ from posttrain.pipelines import tulu3
 from posttrain.recipe import loads, shipped
 from posttrain.stage_table import NAMES, STAGES
 
-BEFORE_RLVR = NAMES[: NAMES.index("rlvr")]
+# The stages before rlvr that read a view. The plan reads the whole recipe: it re-plans every stage on any change
+# (seconds, no output on disk), as it must when a change could make a later stage stop fitting.
+BEFORE_RLVR = tuple(name for name in NAMES[: NAMES.index("rlvr")] if "*" not in STAGES[name].reads)
 
 
 def _tasks(recipe, path: Path) -> dict:

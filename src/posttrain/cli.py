@@ -1,4 +1,4 @@
-"""The `posttrain` command: demo, run, report, registry, compile, submit."""
+"""The `posttrain` command: demo, run, plan, report, registry, compile, submit."""
 from __future__ import annotations
 
 import argparse
@@ -86,6 +86,26 @@ def _submit(recipe: Recipe, args) -> int:
     return 0
 
 
+def _plan(recipe: Recipe, data_dir: Path | None) -> int:
+    from posttrain import plan
+
+    result = plan.make(recipe, data_dir)
+    print(plan.markdown(result))
+    print(f"plan: {result.seconds:.1f}s")
+    if result.problems:
+        print("error: " + "\n  ".join(["does not fit:", *result.problems]), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _planned(recipe: Recipe) -> Recipe:
+    """The recipe, once `posttrain.plan` finds every stage fits (PlanError, a RecipeError, otherwise)."""
+    from posttrain import plan
+
+    plan.check(recipe)
+    return recipe
+
+
 def format_stages(report: dict) -> str:
     from posttrain.reporting.rows import key_numbers as _key_numbers
 
@@ -105,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("recipe", type=Path)
     run.add_argument("--local", action="store_true", required=True, help="execute with kfp.local on this machine")
     run.add_argument("--out", type=Path, default=Path("run"), help="run directory (default: run)")
+    pln = commands.add_parser("plan", help="every stage's GPU memory, time and cost; exit 1 when one does not fit")
+    pln.add_argument("recipe", type=Path)
+    pln.add_argument("--data", type=Path, default=None, help="the data stage's output: row counts and lengths")
     sub = commands.add_parser("submit", help="compile a recipe and start a run on a KFP endpoint")
     sub.add_argument("recipe", type=Path)
     sub.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
@@ -126,15 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _run_local(shipped("tiny.yaml"), args.out)
         if args.command == "run":
-            return _run_local(load(args.recipe), args.out)
+            return _run_local(_planned(load(args.recipe)), args.out)
+        if args.command == "plan":
+            return _plan(load(args.recipe), args.data)
         if args.command == "submit":
-            return _submit(load(args.recipe), args)
+            return _submit(_planned(load(args.recipe)), args)
         if args.command == "report":
             return _report(args.run_dir)
         if args.command == "registry":
             return _registry(args)
         tulu3 = _pipelines("tulu3")
-        path = tulu3.compile(load(args.recipe) if args.recipe else shipped("tulu3-8b.yaml"), args.output or tulu3.IR)
+        recipe = _planned(load(args.recipe) if args.recipe else shipped("tulu3-8b.yaml"))
+        path = tulu3.compile(recipe, args.output or tulu3.IR)
         print(f"compile: wrote {path}")
         return 0
     except RecipeError as exc:

@@ -50,6 +50,9 @@ READ_BY_EVERY_TASK = ("name", "tracking")
 _CHECKPOINTS = ("cluster.checkpoint_url", "cluster.checkpoint_retention_days")
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
+    # plan: every stage's GPU memory, time and cost, before any GPU is asked for (posttrain.plan); the CPU image.
+    # It reads the whole recipe, and every other stage waits for it (pipelines/tulu3.py).
+    Stage("plan", "posttrain.plan", "data", False, False, "table", reads=("*",), section="cluster"),
     Stage("data", "posttrain.stages.data", "data", False, False, "dataset",
           reads=("seed", "data", "eval.hf_datasets", "sandbox")),
     # base copies or builds the starting model: the sft image has everything that needs (transformers, tokenizers)

@@ -42,6 +42,10 @@ class Resources(Section):
     # Nodes the stage trains on. Above 1 the stage's pod submits a Kubeflow Trainer TrainJob (torch-distributed
     # runtime) of `nodes` pods with `gpus` processes each, and waits for it (posttrain.training.trainjob).
     nodes: int = Field(1, ge=1)
+    # What posttrain.plan sets the stage against (the node pool's accelerator; ignored when gpus is 0):
+    gpu_memory_gib: float = Field(80.0, gt=0)  # memory of one accelerator, GiB (H100 80GB: 79.6 usable)
+    gpu_tflops: float = Field(989.0, gt=0)  # dense bf16 peak of one accelerator, TFLOP/s (H100 SXM: 989)
+    gpu_hour_usd: float = Field(2.0, ge=0)  # price of one accelerator for an hour; a placeholder: set your own
 
 
 # One `Resources` per stage of posttrain.stage_table, under the stage's name: a stage added there is a key here.
@@ -61,6 +65,12 @@ class Cluster(_PerStage):
     # fsspec URL (s3://bucket/checkpoints, gs://...) each complete checkpoint is copied to, and fetched from
     # when the pod has none: for clusters without a shared volume, and for local runs too. null: none.
     checkpoint_url: str | None = None
+    # What posttrain.plan assumes:
+    mfu: float = Field(0.4, gt=0, le=1)  # model FLOPs utilisation behind time and cost (Tülu-scale runs: 0.3-0.5)
+    # share of each GPU kept free (allocator fragmentation, CUDA context, NCCL buffers)
+    memory_headroom: float = Field(0.1, ge=0, lt=1)
+    checkpoint_write_gbps: float = Field(1.0, gt=0)  # GB/s one node writes (and hashes) a checkpoint at
+    grace_period_s: float = Field(30.0, gt=0)  # the pods' termination grace period, s (Kubernetes' default: 30)
 
     @model_validator(mode="after")
     def _multi_node(self) -> "Cluster":

@@ -135,7 +135,9 @@ class DataSection(Section):
 class Checkpoints(Section):
     every: int = Field(0, ge=0)  # optimizer steps between checkpoints; 0: only when the pod is told to stop
     keep: int = Field(2, ge=1)  # newest checkpoints kept; older ones are deleted
-    every_minutes: float = Field(0.0, ge=0)  # wall-clock minutes between checkpoints, besides every `every` steps; 0: off
+    # Also save when this many minutes have passed since the last checkpoint (0: off). A preempted pod whose
+    # checkpoint does not fit in its grace period resumes from the last periodic one (posttrain.plan checks).
+    every_minutes: float = Field(0.0, ge=0)
 
 
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
@@ -157,6 +159,10 @@ class Optimisation(Section):
     warmup: Warmup  # warmup: optimizer steps (>= 1) or a fraction of them (< 1)
     seed: int = 0  # the stage's own seed, mixed with the run's
     deepspeed: Literal["none", "zero2", "zero3"] = "none"  # ZeRO sharding across the stage's GPUs (launch.py)
+    # Keep only each decoder layer's input in the forward pass and recompute the rest in the backward: a third
+    # more compute for activations that no longer grow with depth (Tülu 3 trained every 8B stage this way).
+    # True is TRL's own default for its three trainers, so the demo trains as it always did.
+    gradient_checkpointing: bool = True
     checkpoints: Checkpoints = Checkpoints()  # every training stage, PPO included (posttrain.training.stage)
     # Optimizer steps between logged points (the report's training curves); < 1: that share of all steps
     # (0.02: ~50 points per curve, and some on a 3-step test run).
@@ -225,6 +231,9 @@ class DPOSection(Optimisation):
     max_length: int = Field(256, gt=0)  # tokens, prompt + completion
     # Score the frozen reference once before training instead of at every step: same loss, less compute.
     precompute_ref_log_probs: bool = True
+    # Held-out margin pass (posttrain.training.logprobs), before and after training, on rank 0 only: sequences
+    # per forward pass. Its logits are batch x length x vocabulary: at 128k vocabulary keep this small.
+    margin_batch_size: int = Field(64, gt=0)
 
 
 class RLVRSection(Optimisation):
@@ -255,6 +264,11 @@ class RLVRSection(Optimisation):
     vllm_mode: Literal["colocate", "server"] = "colocate"  # see vllm
     vllm_server_url: str | None = None  # vllm_mode server: the trl vllm-serve URL
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)  # colocate: the share of each GPU vLLM takes
+    # Longest sequence (prompt + completion, tokens) vLLM holds KV cache for; None: the model's own context
+    # (Llama-3.1: 131,072 tokens = 16 GiB of KV cache for one sequence at 8B). posttrain.plan checks it fits.
+    vllm_max_model_length: int | None = Field(None, gt=0)
+    # colocate: vLLM frees its weights and KV cache while the trainer steps, and takes them back to generate
+    vllm_enable_sleep_mode: bool = False
     # Global, like batch_size: prompts per rollout, each sampled num_generations times; the rollout's completions
     # are split into updates of batch_size. 0: batch_size / num_generations (one update per rollout).
     prompts_per_rollout: int = Field(0, ge=0)
@@ -283,7 +297,7 @@ class RLVRSection(Optimisation):
 # RLVR fields one algorithm reads and the other does not (PPO samples one completion per prompt, in one process,
 # without vLLM; GRPO has no value model).
 GRPO_ONLY = ("num_generations", "prompts_per_rollout", "gradient_accumulation_steps", "deepspeed", "vllm", "vllm_mode",
-             "vllm_server_url", "vllm_gpu_memory_utilization")
+             "vllm_server_url", "vllm_gpu_memory_utilization", "vllm_max_model_length", "vllm_enable_sleep_mode")
 PPO_ONLY = ("ppo_epochs", "gae_lambda", "gamma", "value_clip", "value_coef")
 
 

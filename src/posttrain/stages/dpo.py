@@ -4,6 +4,7 @@ Reports the chosen-vs-rejected log-prob margin on held-out pairs before and afte
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -48,14 +49,17 @@ def train(run: stage.Run) -> dict | None:
     rows = read_rows(run.inputs["pairs"] / "pairs.jsonl", "preference")
     dataset = Dataset.from_list([to_trl(p) for p in rows])
     heldout = read_rows(run.inputs["pairs"] / "heldout_pairs.jsonl", "preference")
-    # On this process's GPU, where the trainer puts the model anyway; logprobs.py builds its inputs there.
-    margin_before = preference_margin(run.model.to(accelerator()).eval(), run.tokenizer, heldout)
+    # On this process's GPU, where the trainer puts the model anyway; logprobs.py builds its inputs there. Rank
+    # 0 alone (RANK is set by torchrun before any process group): the others would only repeat it.
+    margin = {"batch_size": run.recipe.dpo.margin_batch_size, "max_length": run.recipe.dpo.max_length}
+    first = os.environ.get("RANK", "0") == "0"
+    margin_before = preference_margin(run.model.to(accelerator()).eval(), run.tokenizer, heldout, **margin) if first else 0.0
     trained = run.fit(DPOTrainer, trainer_config(run.recipe, run.checkpoint_dir), train_dataset=dataset)
     if trained is None:
         return None
     trainer, result = trained
     model = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(run.out_dir).to(accelerator())
-    margin_after = preference_margin(model.eval(), run.tokenizer, heldout)
+    margin_after = preference_margin(model.eval(), run.tokenizer, heldout, **margin)
     print(f"dpo: {len(dataset)} pairs; held-out margin {margin_before:.3f} -> {margin_after:.3f}")
     return {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(dataset),
             "pairs_by_origin": dict(Counter(p.get("origin", "on_policy") for p in rows)),

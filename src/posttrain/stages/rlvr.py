@@ -85,6 +85,8 @@ def trainer_config(recipe: Recipe, output_dir: str | Path):
         vllm_mode=cfg.vllm_mode,
         vllm_server_base_url=cfg.vllm_server_url if vllm and cfg.vllm_mode == "server" else None,
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        vllm_max_model_length=cfg.vllm_max_model_length,
+        vllm_enable_sleep_mode=cfg.vllm_enable_sleep_mode,
         beta=cfg.beta,
         epsilon=cfg.clip,
         num_generations=cfg.num_generations,

@@ -37,6 +37,7 @@ def trainer_arguments(recipe: Recipe, stage: str, output_dir: str | Path, **own)
         warmup_steps=cfg.warmup,
         seed=recipe.seed_for(stage),
         max_grad_norm=cfg.max_grad_norm,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
         **checkpoint_args(cfg.checkpoints),
         report_to="none",
