@@ -27,6 +27,8 @@ class Stage:
 _MODEL = ("config.json", "model.safetensors")
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
+    # preflight checks the cluster for what the recipe names (posttrain.preflight); every stage waits for it
+    Stage("preflight", "posttrain.preflight", "data", False, False, ()),
     Stage("data", "posttrain.stages.data", "data", False, False,
           ("sft.jsonl", "preference.jsonl", "rlvr.jsonl", "heldout.jsonl", "heldout_ifeval.jsonl", "report.json")),
     # base copies or builds the starting model: the sft image has everything that needs (transformers, tokenizers)
