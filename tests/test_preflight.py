@@ -144,6 +144,31 @@ def test_the_command_exits_nonzero_listing_every_problem(recipe, tmp_path, capsy
 
 
 def test_outside_a_cluster_the_pipeline_task_has_nothing_to_check(monkeypatch, capsys):
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    from posttrain.training.trainjob import NAMESPACE_ENV
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # e.g. kfp.local in a notebook pod
+    monkeypatch.delenv(NAMESPACE_ENV, raising=False)  # which only the compiled pipeline sets
     preflight.run(load(ROOT / "recipes" / "tiny.yaml"))
     assert "not on a cluster" in capsys.readouterr().out
+
+
+def test_the_pipeline_runs_preflight_first_and_every_task_as_the_images_user():
+    import yaml
+
+    from posttrain.pipelines.tulu3 import IR
+    from posttrain.training.trainjob import NAMESPACE_ENV, RUN_AS
+
+    pipeline, platform = list(yaml.safe_load_all(IR.read_text()))[:2]
+    tasks = pipeline["root"]["dag"]["tasks"]
+    assert "preflight" in tasks and tasks["preflight"].get("dependentTasks") is None
+    for name, task in tasks.items():
+        if name != "preflight":
+            assert "preflight" in task.get("dependentTasks", []), name
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        assert executor["securityContext"] == {"runAsNonRoot": True, "runAsUser": str(RUN_AS),
+                                               "runAsGroup": str(RUN_AS)}, name
+    fields = {f["name"]: f["fieldPath"] for f in executors["exec-preflight"]["fieldPathAsEnv"]}
+    assert fields[NAMESPACE_ENV] == "metadata.namespace"
+    credentials = executors["exec-preflight"]["secretAsEnv"]  # the bucket probe writes as promote does
+    assert {c["secretName"] for c in credentials} == {"posttrain-s3-credentials"} and all(c["optional"] for c in credentials)

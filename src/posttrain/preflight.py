@@ -254,13 +254,14 @@ def check(recipe: Recipe, namespace: str, api_client) -> list[Problem]:
 
 
 def run(recipe: Recipe, namespace: str | None = None, api_client=None, log=print) -> None:
-    """Check the cluster for `recipe`; raise PreflightFailed listing every problem. Inside a pod without an
-    `api_client` it uses the pod's service account; outside a cluster (a local run) there is nothing to check."""
+    """Check the cluster for `recipe`; raise PreflightFailed listing every problem. Without an `api_client` it is
+    the pipeline's task: on a cluster the pipeline gives it its namespace (and it uses the pod's service
+    account); kfp.local gives none, and a local run has no cluster to check."""
     if api_client is None:
         from kubernetes import client, config
 
-        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            log("preflight: not on a cluster; nothing to check")
+        if not os.environ.get(trainjob.NAMESPACE_ENV):
+            log(f"preflight: not on a cluster ({trainjob.NAMESPACE_ENV} unset); nothing to check")
             return
         config.load_incluster_config()
         api_client = client.ApiClient()
@@ -275,8 +276,8 @@ def from_kubeconfig(kubeconfig: str | None = None, context: str | None = None):
     """(api client, the context's namespace or None) from the user's kubeconfig."""
     from kubernetes import client, config
 
-    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
     if context:
-        active = next(c for c in config.list_kube_config_contexts(config_file=kubeconfig)[0] if c["name"] == context)
+        active = next(c for c in contexts if c["name"] == context)
     api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
     return api_client, (active.get("context") or {}).get("namespace")
