@@ -172,3 +172,28 @@ def test_the_pipeline_runs_preflight_first_and_every_task_as_the_images_user():
     assert fields[NAMESPACE_ENV] == "metadata.namespace"
     credentials = executors["exec-preflight"]["secretAsEnv"]  # the bucket probe writes as promote does
     assert {c["secretName"] for c in credentials} == {"posttrain-s3-credentials"} and all(c["optional"] for c in credentials)
+
+
+def test_inside_the_cluster_a_service_must_also_answer(recipe):
+    """The pipeline's task reaches Services: one that exists but does not answer is named (here the cluster's
+    DNS names do not resolve); a tracking server that answers its /health passes."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    tracker = HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=tracker.serve_forever, daemon=True).start()
+    recipe = recipe.override(tracking={"uri": f"http://127.0.0.1:{tracker.server_port}"})
+    fake = FakeKubeApi(tulu3_cluster())
+    problems = preflight.check(recipe, "posttrain", fake.client(), in_cluster=True)
+    fake.close()
+    tracker.shutdown()
+    assert [p.piece for p in problems] == ["recipe.sandbox.url: http://posttrain-sandbox.posttrain.svc:8080"]
+    assert "does not answer /healthz" in problems[0].what

@@ -212,8 +212,9 @@ def _check_nodes(api: _Api, recipe: Recipe) -> list[Problem]:
     return problems
 
 
-def check(recipe: Recipe, namespace: str, api_client) -> list[Problem]:
-    """Every problem the cluster has with `recipe`, in one pass (an empty list: ready to run)."""
+def check(recipe: Recipe, namespace: str, api_client, in_cluster: bool = False) -> list[Problem]:
+    """Every problem the cluster has with `recipe`, in one pass (an empty list: ready to run). `in_cluster`:
+    this process can reach cluster Services, so a Service that exists must also answer its health check."""
     api, problems = _Api(api_client), []
     checks = [(f"Namespace {namespace}", lambda: _check_namespace(api, namespace))]
     for name, (keys, stages) in _secrets(recipe).items():
@@ -239,7 +240,7 @@ def check(recipe: Recipe, namespace: str, api_client) -> list[Problem]:
              "deploy an MLflow tracking server there (README: Deploy on a cluster), or set tracking.backend: none")):
         if url and _service(url):
             checks.append((field, lambda url=url, field=field, deploy=deploy: _check_service(api, url, field, deploy)))
-        elif url and url.startswith("http"):
+        if url and url.startswith("http") and (in_cluster or not _service(url)):
             checks.append((field, lambda url=url, field=field, health=health: _check_http(url, field, health)))
     if urlparse(recipe.promote.registry).scheme not in ("", "file", "pvc"):
         checks.append(("registry", lambda: _check_bucket(recipe.promote.registry)))
@@ -257,7 +258,8 @@ def run(recipe: Recipe, namespace: str | None = None, api_client=None, log=print
     """Check the cluster for `recipe`; raise PreflightFailed listing every problem. Without an `api_client` it is
     the pipeline's task: on a cluster the pipeline gives it its namespace (and it uses the pod's service
     account); kfp.local gives none, and a local run has no cluster to check."""
-    if api_client is None:
+    in_cluster = api_client is None
+    if in_cluster:
         from kubernetes import client, config
 
         if not os.environ.get(trainjob.NAMESPACE_ENV):
@@ -266,7 +268,7 @@ def run(recipe: Recipe, namespace: str | None = None, api_client=None, log=print
         config.load_incluster_config()
         api_client = client.ApiClient()
     namespace = namespace or os.environ.get(trainjob.NAMESPACE_ENV) or DEFAULT_NAMESPACE
-    problems = check(recipe, namespace, api_client)
+    problems = check(recipe, namespace, api_client, in_cluster=in_cluster)
     if problems:
         raise PreflightFailed(problems, namespace)
     log(f"preflight: namespace {namespace} has everything recipe {recipe.name} names")
