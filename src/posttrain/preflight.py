@@ -237,7 +237,7 @@ def check(recipe: Recipe, namespace: str, api_client, in_cluster: bool = False) 
     for url, field, health, deploy in (
             (recipe.sandbox.url, "recipe.sandbox.url", "/healthz", DEPLOY),
             (recipe.tracking.uri if recipe.tracking.backend == "mlflow" else None, "recipe.tracking.uri", "/health",
-             "deploy an MLflow tracking server there (README: Deploy on a cluster), or set tracking.backend: none")):
+             "deploy an MLflow tracking server there (manifests/ deploy none), or set tracking.backend: none")):
         if url and _service(url):
             checks.append((field, lambda url=url, field=field, deploy=deploy: _check_service(api, url, field, deploy)))
         if url and url.startswith("http") and (in_cluster or not _service(url)):
