@@ -16,6 +16,16 @@ def plan(recipe: str, table: Output[Markdown]):
     stage.run(loads(recipe), table.path)
 
 
+@dsl.component(base_image=image("preflight"), install_kfp_package=False)
+def preflight(recipe: str):
+    """Check that the cluster holds every object the recipe names, with this pod's service account; a run that
+    lacks any stops here, every problem listed with its fix, not hours later in a stage (posttrain.preflight)."""
+    from posttrain import preflight as cluster
+    from posttrain.recipe import loads
+
+    cluster.run(loads(recipe))
+
+
 @dsl.component(base_image=image("data"), install_kfp_package=False)
 def data(recipe: str, dataset: Output[Dataset], summary: Output[Markdown]):
     """Synthesise, deduplicate, decontaminate and split the training and held-out data; `summary` is the

@@ -1,4 +1,4 @@
-"""The Tülu 3 pipeline: plan -> data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote.
+"""The Tülu 3 pipeline: plan, preflight -> data -> base -> sft -> preference -> dpo -> rlvr -> eval -> gate -> promote.
 
 The graph is posttrain.stage_table's: each task takes its `inputs` from the named stages' `output`s, and its
 view of the recipe (components/views.py) as its `recipe` parameter.
@@ -15,14 +15,15 @@ from posttrain.pipelines import training
 from posttrain.recipe import Recipe
 from posttrain.sandbox import CLIENT_LABEL as SANDBOX_CLIENT_LABEL
 from posttrain.stage_table import NAMES, SANDBOXED, STAGES
+from posttrain.training.trainjob import NAMESPACE_ENV, RUN_AS
 
 NAME = "tulu3"
 IR = Path(__file__).with_name("tulu3.yaml")
-if NAMES[0] != "plan":
-    raise ValueError(f"posttrain.stage_table starts with {NAMES[0]}; the pipeline runs the plan first")
+FIRST = tuple(name for name, stage in STAGES.items() if stage.first)  # plan, preflight: every other task waits
 VIEWED = tuple(name for name, stage in STAGES.items() if "*" not in stage.reads)  # the views task's outputs
-# Scores and decisions must reflect this run's artifacts, never a cache hit keyed on names.
-UNCACHED = ("eval", "gate", "promote")
+# Scores and decisions must reflect this run's artifacts, never a cache hit keyed on names; the preflight reads
+# the cluster as it is now.
+UNCACHED = ("preflight", "eval", "gate", "promote")
 
 
 def build(recipe: Recipe):
@@ -56,10 +57,20 @@ def build(recipe: Recipe):
             apply(tasks[stage].set_display_name(stage), getattr(spec.cluster, stage))
             # The KFP run id groups the stages' tracking runs (posttrain.reporting.tracking); KFP labels each pod with it.
             kubernetes.use_field_path_as_env(tasks[stage], "KFP_RUN_ID", "metadata.labels['pipeline/runid']")
+            # Pod Security "restricted": the images' user; KFP >= 2.15 adds no privilege escalation, drop ALL and
+            # seccomp RuntimeDefault itself (kfp.kubernetes.set_security_context)
+            kubernetes.set_security_context(tasks[stage], run_as_user=RUN_AS, run_as_group=RUN_AS,
+                                            run_as_non_root=True)
+            if stage not in FIRST:  # nothing asks for a GPU before the plan and the preflight pass
+                tasks[stage].after(*(tasks[name] for name in FIRST))
+        preflight = tasks["preflight"]
+        kubernetes.use_field_path_as_env(preflight, env_name=NAMESPACE_ENV, field_path="metadata.namespace")
+        for secret in spec.cluster.promote.secrets:  # the bucket probe writes as promote will; a missing
+            # Secret must not keep the pod from starting: preflight names it
+            kubernetes.use_secret_as_env(preflight, secret_name=secret.secret, secret_key_to_env=dict(secret.env),
+                                         optional=True)
         for stage in SANDBOXED:  # they run model-written code: the sandbox's NetworkPolicy admits them
             kubernetes.add_pod_label(tasks[stage], *SANDBOX_CLIENT_LABEL)
-        for stage in NAMES[1:]:  # plan first: nothing asks for a GPU before it passes
-            tasks[stage].after(tasks[NAMES[0]])
         for stage in training.STAGES:
             training.apply(tasks[stage], stage, spec)
         return tasks["gate"].outputs["report"]

@@ -48,8 +48,9 @@ def _kustomize(entry: str) -> list[dict]:
                                 capture_output=True, text=True).stdout)
 
 
-def _helm(helm: str, *values: str) -> list[dict]:
+def _helm(helm: str, *values: str, sets: tuple[str, ...] = ()) -> list[dict]:
     args = [helm, "template", "posttrain", str(CHART)] + [a for v in values for a in ("-f", str(CHART / v))]
+    args += [a for s in sets for a in ("--set", s)]
     return _docs(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
 
 
@@ -66,7 +67,8 @@ def _validate(objects: list[dict]) -> None:
 def test_kustomize_renders_valid_objects(entry):
     objects = _kustomize(entry)
     _validate(objects)
-    assert all(o["metadata"].get("namespace") == "posttrain" for o in objects if o["kind"] != "Namespace")
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    assert all(o["metadata"].get("namespace") == "posttrain" for o in objects if o["kind"] not in cluster_scoped)
 
 
 @pytest.mark.parametrize("values", [(), ("values-gpu.yaml",)], ids=["default", "gpu"])
@@ -165,3 +167,61 @@ def test_pipeline_account_may_launch_trainjobs_and_training_stages_have_their_ch
     assert ("PersistentVolumeClaim", volume) in objects
     if entry == "overlays/gpu":
         assert objects[("PersistentVolumeClaim", volume)]["spec"]["storageClassName"] == "filestore-rwx"
+
+
+CLUSTER_NAMES = {"storageClassName": "nfs-rwx", "fsGroup": 2000,
+                 "secrets": {"hfToken": "hf", "s3Credentials": "s3-keys", "judgeApiKey": "openai"}}
+
+
+def _landed(objects: list[dict]) -> None:
+    """The cluster's own names of CLUSTER_NAMES are where the pods and claims use them."""
+    by_kind = {}
+    for o in objects:
+        by_kind.setdefault(o["kind"], []).append(o)
+    assert {c["spec"]["storageClassName"] for c in by_kind["PersistentVolumeClaim"]} == {"nfs-rwx"}
+    (sandbox,) = [d for d in by_kind["Deployment"] if d["metadata"]["name"] == "posttrain-sandbox"]
+    assert sandbox["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 2000
+    (config,) = by_kind["ConfigMap"]
+    assert (config["data"]["HF_TOKEN_SECRET"], config["data"]["S3_CREDENTIALS_SECRET"],
+            config["data"]["JUDGE_API_KEY_SECRET"]) == ("hf", "s3-keys", "openai")
+
+
+def test_the_clusters_own_names_are_parameters_of_the_kustomize_overlay(tmp_path):
+    """Issue 27: storage class, fsGroup and Secret names are edited in one file, overlays/gpu/params.yaml."""
+    shutil.copytree(MANIFESTS / "base", tmp_path / "base")  # the overlay's ../../base
+    shutil.copytree(MANIFESTS / "overlays" / "gpu", tmp_path / "overlays" / "gpu")
+    params_path = tmp_path / "overlays" / "gpu" / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    assert set(params["spec"]) == set(CLUSTER_NAMES)
+    params["spec"] = CLUSTER_NAMES
+    params_path.write_text(yaml.safe_dump(params))
+    objects = _docs(subprocess.run(["kubectl", "kustomize", str(tmp_path / "overlays" / "gpu")], check=True,
+                                   capture_output=True, text=True).stdout)
+    _validate(objects)
+    _landed(objects)
+    assert "Parameters" not in {o["kind"] for o in objects}  # local-config: not applied
+
+
+def test_the_clusters_own_names_are_values_of_the_helm_chart(helm):
+    objects = _helm(helm, "values-gpu.yaml", sets=(
+        "storage.storageClassName=nfs-rwx", "checkpoints.storageClassName=nfs-rwx", "fsGroup=2000",
+        "secrets.hfToken=hf", "secrets.s3Credentials=s3-keys", "secrets.judgeApiKey=openai"))
+    _validate(objects)
+    _landed(objects)
+
+
+def test_the_readme_deploy_steps_create_every_secret_the_recipes_name_and_set_the_storage_class():
+    from posttrain.recipe import shipped
+    from posttrain.stage_table import NAMES
+
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy on a cluster"):]
+    deploy = deploy[:deploy.index("\n## ", 5)] if "\n## " in deploy[5:] else deploy
+    for name in ("tiny.yaml", "tulu3-8b.yaml"):
+        recipe = shipped(name)
+        for stage in NAMES:
+            for secret in getattr(recipe.cluster, stage).secrets:
+                assert f"create secret generic {secret.secret}" in deploy, secret.secret
+                for key in secret.env:
+                    assert f"--from-literal={key}=" in deploy, (secret.secret, key)
+    assert "overlays/gpu/params.yaml" in deploy and "storageClassName" in deploy and "posttrain preflight" in deploy

@@ -76,7 +76,12 @@ def test_zero_states_match_deepspeeds_published_table():
 
 
 def test_zero_states_equal_deepspeeds_estimators():
-    stage3 = pytest.importorskip("deepspeed.runtime.zero.stage3")
+    # DeepSpeed is a GPU-image package (images/gpu's lock; its sdist builds against a CUDA toolkit), not in the
+    # CPU/test lock: this runs where DeepSpeed is installed (the GPU image).
+    try:
+        import deepspeed.runtime.zero.stage3 as stage3
+    except ImportError:
+        pytest.skip("needs a GPU image: DeepSpeed is installed there, not in the CPU/test environment")
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
     class Arch:

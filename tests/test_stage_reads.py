@@ -64,7 +64,10 @@ def run(tmp_path_factory) -> dict:
         direct.run(recipe, out, around=around)
         from posttrain.training.launch import run_stage
 
-        with around("rlvr", recipe.override(rlvr={"algorithm": "ppo"})) as copy:
+        from posttrain.recipe.sections import GRPO_ONLY, RLVRSection
+
+        ppo = {**{name: RLVRSection.model_fields[name].default for name in GRPO_ONLY}, "algorithm": "ppo"}
+        with around("rlvr", recipe.override(rlvr=ppo)) as copy:
             run_stage("rlvr", copy, out / "dpo", out / "data", out / "rlvr-ppo")
     return {"reads": found, "out": out, "recipe": recipe}
 

@@ -9,6 +9,7 @@ from posttrain import cli
 from posttrain.recipe import load
 
 from conftest import ROOT, reply_json
+from fake_kube import FakeKubeApi, tulu3_cluster
 
 
 @pytest.fixture
@@ -40,10 +41,24 @@ def fake_kfp():
     server.shutdown()
 
 
-def test_submit_creates_experiment_and_run_with_the_recipe(fake_kfp, capsys):
+@pytest.fixture
+def cluster(s3, monkeypatch, tmp_path):
+    """A fake Kubernetes API with all tulu3-8b.yaml names (registry bucket on moto); its kubeconfig."""
+    import boto3
+    import fsspec.config
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": s3})
+    boto3.client("s3", endpoint_url=s3).create_bucket(Bucket="posttrain-registry")
+    fake = FakeKubeApi(tulu3_cluster())
+    yield fake, str(fake.kubeconfig(tmp_path / "kubeconfig"))
+    fake.close()
+
+
+def test_submit_creates_experiment_and_run_with_the_recipe(fake_kfp, cluster, capsys):
     host, requests = fake_kfp
     recipe_path = ROOT / "recipes" / "tulu3-8b.yaml"
-    assert cli.main(["submit", str(recipe_path), "--host", host, "--experiment", "tulu", "--run-name", "r1"]) == 0
+    assert cli.main(["submit", str(recipe_path), "--host", host, "--experiment", "tulu", "--run-name", "r1",
+                     "--kubeconfig", cluster[1]]) == 0
     assert "run-42" in capsys.readouterr().out
 
     posts = [(path, body) for method, path, body in requests if method == "POST"]
@@ -59,6 +74,18 @@ def test_submit_creates_experiment_and_run_with_the_recipe(fake_kfp, capsys):
     assert run["service_account"] == "posttrain-runner"  # the account manifests/base/rbac.yaml grants TrainJobs to
 
 
-def test_submit_reports_an_unreachable_endpoint_clearly(capsys):
-    assert cli.main(["submit", str(ROOT / "recipes" / "tiny.yaml"), "--host", "http://127.0.0.1:9"]) == 1
+def test_submit_refuses_to_start_a_run_that_fails_preflight(fake_kfp, cluster, capsys):
+    host, requests = fake_kfp
+    fake, kubeconfig = cluster
+    del fake.objects["/api/v1/namespaces/posttrain/secrets/posttrain-judge-api-key"]
+    assert cli.main(["submit", str(ROOT / "recipes" / "tulu3-8b.yaml"), "--host", host,
+                     "--kubeconfig", kubeconfig]) == 1
+    err = capsys.readouterr().err
+    assert "Secret posttrain/posttrain-judge-api-key" in err and "submit: not started" in err
+    assert requests == []  # the KFP endpoint was never asked
+
+
+def test_submit_reports_an_unreachable_endpoint_clearly(cluster, capsys):
+    assert cli.main(["submit", str(ROOT / "recipes" / "tiny.yaml"), "--host", "http://127.0.0.1:9",
+                     "--kubeconfig", cluster[1]]) == 1
     assert "cannot start the run on http://127.0.0.1:9" in capsys.readouterr().err

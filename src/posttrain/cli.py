@@ -1,4 +1,4 @@
-"""The `posttrain` command: demo, run, plan, report, registry, compile, submit."""
+"""The `posttrain` command: demo, run, plan, report, registry, compile, preflight, submit."""
 from __future__ import annotations
 
 import argparse
@@ -76,7 +76,31 @@ def _registry(args) -> int:
     return 0
 
 
+def _preflight(recipe: Recipe, args) -> int:
+    """Check the cluster of the user's kubeconfig for what `recipe` names; 1 (and every problem) if it lacks any."""
+    from posttrain import preflight
+
+    try:
+        api_client, context_namespace = preflight.from_kubeconfig(args.kubeconfig, args.context)
+    except Exception as exc:  # no kubeconfig, no such context: the kubernetes client's own errors
+        print(f"error: preflight: cannot read the kubeconfig: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
+        return 1
+    namespace = args.k8s_namespace or context_namespace or preflight.DEFAULT_NAMESPACE
+    try:
+        preflight.run(recipe, namespace, api_client)
+    except preflight.PreflightFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the API server does not answer
+        print(f"error: preflight: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _submit(recipe: Recipe, args) -> int:
+    if not args.skip_preflight and _preflight(recipe, args):
+        print("submit: not started (preflight failed; --skip-preflight to start anyway)", file=sys.stderr)
+        return 1
     try:
         run_id = _pipelines("submit").submit(recipe, args.host, args.experiment, args.run_name, args.namespace)
     except Exception as exc:  # the KFP client raises urllib3, ApiException and more; report, do not trace
@@ -134,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--experiment", default="posttrain")
     sub.add_argument("--run-name", default=None, help="default: <recipe name>-<recipe hash>")
     sub.add_argument("--namespace", default=None, help="multi-user KFP: the profile namespace")
+    sub.add_argument("--skip-preflight", action="store_true", help="start the run without checking the cluster")
+    pre = commands.add_parser("preflight", help="check that the cluster has every object a recipe names")
+    pre.add_argument("recipe", type=Path)
+    for command in (sub, pre):
+        command.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
+        command.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+        command.add_argument("--k8s-namespace", default=None,
+                             help="where the runs' pods run (default: the context's namespace, else posttrain)")
     rep = commands.add_parser("report", help="print a run's report (and write report.html next to it)")
     rep.add_argument("run_dir", type=Path)
     reg = commands.add_parser("registry", help="list or show promoted models")
@@ -154,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(load(args.recipe), args.data)
         if args.command == "submit":
             return _submit(_planned(load(args.recipe)), args)
+        if args.command == "preflight":
+            return _preflight(load(args.recipe), args)
         if args.command == "report":
             return _report(args.run_dir)
         if args.command == "registry":

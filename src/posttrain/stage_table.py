@@ -34,6 +34,7 @@ class Stage:
     section: str = ""  # the section tracking records as the run's parameters; "" : its own name
     when: str = ""  # the stage whose boolean result must be true for it to run ("" : always)
     entry: str = "run"  # the function of `logic` the component calls: entry(recipe, *inputs, out_dir)
+    first: bool = False  # a check every other task waits for (plan, preflight): no GPU is asked for before it passes
 
     @property
     def component(self) -> str:  # the function in posttrain.components
@@ -52,7 +53,10 @@ _CHECKPOINTS = ("cluster.checkpoint_url", "cluster.checkpoint_retention_days")
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     # plan: every stage's GPU memory, time and cost, before any GPU is asked for (posttrain.plan); the CPU image.
     # It reads the whole recipe, and every other stage waits for it (pipelines/tulu3.py).
-    Stage("plan", "posttrain.plan", "data", False, False, "table", reads=("*",), section="cluster"),
+    Stage("plan", "posttrain.plan", "data", False, False, "table", reads=("*",), section="cluster", first=True),
+    # preflight: every cluster object the recipe names, checked through the Kubernetes API (posttrain.preflight);
+    # beside the plan, and every later stage waits for both
+    Stage("preflight", "posttrain.preflight", "data", False, False, "", reads=("*",), section="cluster", first=True),
     Stage("data", "posttrain.stages.data", "data", False, False, "dataset",
           reads=("seed", "data", "eval.hf_datasets", "sandbox")),
     # base copies or builds the starting model: the sft image has everything that needs (transformers, tokenizers)

@@ -25,6 +25,12 @@ RUNTIME = "torch-distributed"  # ClusterTrainingRuntime shipped with Kubeflow Tr
 CONTAINER = "node"  # the torch runtime's replicated job and container name
 IMAGE_ENV = "POSTTRAIN_IMAGE"  # set by the pipeline on multi-node stages: the image the job's pods run
 NAMESPACE_ENV = "POSTTRAIN_NAMESPACE"  # the launcher pod's namespace (downward API)
+RUN_AS = 1000  # the images' user and group (images/*/Dockerfile: USER 1000:1000); the volumes' fsGroup
+# Pod Security "restricted" for the job's pods (tests/test_pod_security.py checks them with checkov)
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                      "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 class TrainJobFailed(RuntimeError):
@@ -49,7 +55,8 @@ def body(recipe: Recipe, stage: str, job: str, namespace: str, image: str, comma
     if res.shm:
         volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": res.shm}})
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})
-    pod = {"volumes": volumes, "containers": [{"name": CONTAINER, "volumeMounts": mounts}]}
+    pod = {"volumes": volumes, "securityContext": POD_SECURITY,
+           "containers": [{"name": CONTAINER, "volumeMounts": mounts, "securityContext": CONTAINER_SECURITY}]}
     if res.node_selector:
         pod["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:
