@@ -53,3 +53,14 @@ def test_this_environment_is_the_test_lock():
     off = {name: (version, found) for name, version in pins(TEST_LOCK.read_text()).items()
            if (found := installed(name)) is None or Version(found) != Version(version)}
     assert off == {}, "(lock, installed): reinstall with the README's test command"
+
+
+def test_the_readme_and_ci_install_from_the_locks_with_the_locked_uv():
+    readme = (ROOT / "README.md").read_text()
+    ci_line = (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1]
+    uv = f"pip install uv=={pins(TEST_LOCK.read_text())['uv']} && "
+    demo = next(line for line in readme.splitlines() if "posttrain demo --out" in line and "venv" in line)
+    test = next(line for line in readme.splitlines() if line.endswith("python -m pytest") and "venv" in line)
+    assert uv + ".venv/bin/uv pip install --python .venv -r requirements/cpu.lock -e . &&" in demo
+    assert uv + ".venv/bin/uv pip install --python .venv -r requirements/test.lock -e . &&" in test
+    assert ci_line == test, ".ci/run runs the README's test command as written"
