@@ -133,6 +133,9 @@ def _serve_mlflow(root: Path):
                 server.kill()
                 raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(1)
+    # /health answers before the API's first request has been served, which takes seconds more on a loaded
+    # machine: a client with a short timeout (tracking.preflight: 10 s) would call the server unusable.
+    urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=300).read()
     try:
         yield url
     finally:
