@@ -173,14 +173,14 @@ def passing_micro_run(tmp_path_factory):
     try:
         recipe = micro().override(tracking={"uri": url},
                                   promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0,
-                                           "registry": (base / "registry").as_uri()})
+                                           "registry": (base / "run" / "registry").as_uri()})
         (base / "recipe.yaml").write_text(recipe.to_yaml())
         printed = io.StringIO()
         with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(printed):
             env.setenv("OMP_NUM_THREADS", "1")
             code = cli.main(["run", str(base / "recipe.yaml"), "--local", "--out", str(base / "run")])
         assert code == 0, printed.getvalue()[-3000:]
-        yield SimpleNamespace(run=base / "run", registry=base / "registry", recipe=recipe, mlflow=url,
+        yield SimpleNamespace(run=base / "run", registry=base / "run" / "registry", recipe=recipe, mlflow=url,
                               report=json.loads((base / "run" / "report.json").read_text()),
                               printed=printed.getvalue().splitlines())
     finally:
