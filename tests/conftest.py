@@ -1,10 +1,13 @@
+import contextlib
+import io
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from posttrain.recipe import load
+from posttrain.recipe import Recipe, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +57,10 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def micro_recipe():
+    return micro()
+
+
+def micro() -> Recipe:
     """The tiny recipe shrunk so every stage runs in seconds (nothing is expected to learn)."""
     return micro()
 
@@ -146,13 +153,16 @@ def chat_server():
 @pytest.fixture
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server on loopback (SQLite store, artifacts served from a local folder); its URL."""
+    yield from _serve_mlflow(tmp_path_factory.mktemp("mlflow-server"))
+
+
+def _serve_mlflow(root: Path):
     import socket
     import subprocess
     import sys
     import time
     import urllib.request
 
-    root = tmp_path_factory.mktemp("mlflow-server")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -171,17 +181,77 @@ def mlflow_server(tmp_path_factory):
                 server.kill()
                 raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(1)
-    yield url
-    import os
-    import signal
-
-    os.killpg(server.pid, signal.SIGTERM)
+    # /health answers before the API's first request has been served, which takes seconds more on a loaded
+    # machine: a client with a short timeout (tracking.preflight: 10 s) would call the server unusable.
+    urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=300).read()
     try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # its job workers (huey consumers) outlive the server's exit: end the whole group
-        os.killpg(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    server.wait()
+        yield url
+    finally:
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # its job workers (huey consumers) outlive the server's exit: end the whole group
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        server.wait()
+
+
+# The micro pipeline end to end through kfp.local costs minutes on 2 cores, most of it nine task processes
+# importing torch: the end-to-end tests assert on shared runs instead of each paying for its own (issue 27).
+# A test may add files to a shared run (a screenshot) but changes nothing another test reads; a test that reruns
+# from a shared run (changing a field, resuming) copies its directory first: shutil.copytree(run.run, tmp_path / "run").
+
+
+@pytest.fixture(scope="session")
+def passing_micro_run(tmp_path_factory):
+    """`posttrain run --local` of the micro recipe with a gate it passes, tracked to a real MLflow server and
+    promoted to a file registry: SimpleNamespace(run=run dir, registry=its root, report=report.json,
+    printed=the lines a terminal-less run prints, mlflow=the server's URL)."""
+    from posttrain import cli
+
+    base = tmp_path_factory.mktemp("passing-micro-run")
+    (base / "mlflow").mkdir()
+    server = _serve_mlflow(base / "mlflow")
+    url = next(server)
+    try:
+        recipe = micro().override(tracking={"uri": url},
+                                  promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0,
+                                           "registry": (base / "run" / "registry").as_uri()})
+        (base / "recipe.yaml").write_text(recipe.to_yaml())
+        printed = io.StringIO()
+        with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(printed):
+            env.setenv("OMP_NUM_THREADS", "1")
+            code = cli.main(["run", str(base / "recipe.yaml"), "--local", "--out", str(base / "run")])
+        assert code == 0, printed.getvalue()[-3000:]
+        yield SimpleNamespace(run=base / "run", registry=base / "run" / "registry", recipe=recipe, mlflow=url,
+                              report=json.loads((base / "run" / "report.json").read_text()),
+                              printed=printed.getvalue().splitlines())
+    finally:
+        server.close()  # stops the server
+
+
+@pytest.fixture(scope="session")
+def refused_run_with_a_baseline(tmp_path_factory):
+    """The micro recipe through kfp.local with a second tiny model as `eval.baselines` and a gate it cannot
+    pass (arithmetic 100%): SimpleNamespace(run=run dir, registry=its root, baseline=the model's path,
+    report=what local.run returned). Local tracking (SQLite in the run directory)."""
+    from posttrain.models import tiny
+    from posttrain.pipelines import local
+
+    base = tmp_path_factory.mktemp("refused-run")
+    recipe = micro()
+    texts = ["The answer is 12.", "Answer in lowercase letters only.", "def add(a, b):\n    return a + b"] * 20
+    tiny.build(texts, recipe.model.tiny, base / "tiny-baseline", seed=7)
+    recipe = recipe.override(eval={"baselines": [str(base / "tiny-baseline")]},
+                             promote={"min_accuracy": {"arithmetic": 1.0}, "min_gain_over_base": -1.0,
+                                      "registry": (base / "registry").as_uri()})
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        report = local.run(recipe, base / "run", out=io.StringIO())
+    return SimpleNamespace(run=base / "run", registry=base / "registry", baseline=base / "tiny-baseline",
+                           report=report)

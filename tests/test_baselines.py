@@ -1,5 +1,6 @@
 """`eval.baselines`: a second model scored by the same harness beside the run's models; the report shows its
-scores and each stage's gap to it, with paired intervals (kfp.local, micro settings)."""
+scores and each stage's gap to it, with paired intervals (kfp.local, micro settings: conftest.py's
+`refused_run_with_a_baseline`, whose gate refuses: the baseline's columns do not depend on the verdict)."""
 import subprocess
 import sys
 
@@ -9,26 +10,12 @@ from conftest import ROOT
 from conftest import IN_CI
 from test_report_html import CHROMIUM
 
-from posttrain.pipelines import local
-
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def second_tiny_model(tmp_path, micro_recipe):
-    from posttrain.models import tiny
-
-    out = tmp_path / "tiny-baseline"
-    texts = ["The answer is 12.", "Answer in lowercase letters only.", "def add(a, b):\n    return a + b"] * 20
-    tiny.build(texts, micro_recipe.model.tiny, out, seed=7)
-    return out
-
-
-def test_local_run_reports_a_baselines_scores_and_each_gap(micro_recipe, tmp_path, second_tiny_model):
-    recipe = micro_recipe.override(eval={"baselines": [str(second_tiny_model)]},
-                                   promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0,
-                                            "registry": (tmp_path / "registry").as_uri()})
-    report = local.run(recipe, tmp_path / "run")
+def test_local_run_reports_a_baselines_scores_and_each_gap(refused_run_with_a_baseline):
+    report, run = refused_run_with_a_baseline.report, refused_run_with_a_baseline.run
+    second_tiny_model = refused_run_with_a_baseline.baseline
 
     assert report["models"] == ["base", "sft", "dpo", "rlvr", "tiny-baseline"] and report["candidate"] == "rlvr"
     assert report["baselines"] == {"tiny-baseline": str(second_tiny_model)}
@@ -38,18 +25,18 @@ def test_local_run_reports_a_baselines_scores_and_each_gap(micro_recipe, tmp_pat
         assert (gap["model"], gap["baseline"]) == ("rlvr", "tiny-baseline")
         assert gap["gap"] == pytest.approx(by_model["rlvr"]["score"] - by_model["tiny-baseline"]["score"])
         assert gap["ci95"][0] <= gap["gap"] <= gap["ci95"][1]
-    markdown = (tmp_path / "run" / "report.md").read_text()
+    markdown = (run / "report.md").read_text()
     assert "| tiny-baseline |" in markdown.splitlines()[6] + " |"  # a column of the score table
     assert "## Gaps to baselines" in markdown and "| arithmetic | rlvr | tiny-baseline |" in markdown
-    html = (tmp_path / "run" / "report.html").read_text()
+    html = (run / "report.html").read_text()
     assert "<th>tiny-baseline</th>" in html and '<table class="gaps">' in html
     if CHROMIUM or IN_CI:  # the page as a browser renders it (CI installs Chromium: no silent pass there)
         assert CHROMIUM, "no Chromium in CI: .ci/run installs it"
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
-                                 str(tmp_path / "run" / "report.html")], capture_output=True, text=True, timeout=120)
+                                 str(run / "report.html")], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "Gaps to baselines" in result.stdout
         dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                              (tmp_path / "run" / "report.html").as_uri()], capture_output=True, text=True,
+                              (run / "report.html").as_uri()], capture_output=True, text=True,
                              timeout=60).stdout
         assert "<th>tiny-baseline</th>" in dom and 'class="gaps"' in dom

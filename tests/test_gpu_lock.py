@@ -1,24 +1,21 @@
-"""The GPU image's dependency lock: made by a resolver, and every declared range holds (network: PyPI).
+"""The GPU image's dependency lock: made by a resolver, every declared range holds, every recipe's needs are in it.
 
-`images/gpu/requirements.lock` is `uv pip compile` of `images/gpu/requirements.in` for the GPU image's platform;
-here the same command runs again and must give the same lock. Then, independently of uv, the core packages'
-own metadata (Requires-Dist of the locked wheels, from PyPI) must accept every locked version, TRL's own vLLM
-gate must accept the locked vLLM, and every runtime dependency of pyproject.toml must be in the lock.
+`images/gpu/requirements.lock` is `uv pip compile` of `images/gpu/requirements.in` for the GPU image's platform,
+as of the date in its `--exclude-newer`. Here uv resolves it again, keeping what still fits (tests/lockfiles.py),
+at the lock's date and with no cut-off (network: PyPI): every pin must survive both. Then, independently of uv,
+every range that requirements.in and pyproject.toml declare holds; the core packages' own metadata
+(Requires-Dist of the locked wheels, from PyPI) accepts every locked version; TRL's own vLLM gate accepts the
+locked vLLM; and each shipped recipe's needs (posttrain.recipe.needs: engine, DeepSpeed, vLLM, judges, LoRA)
+are in the lock with their extras.
 """
 import email.parser
 import importlib.metadata
 import io
 import json
-import re
-import shlex
-import shutil
-import subprocess
-import sys
 import tomllib
 import urllib.request
 import warnings
 import zipfile
-from pathlib import Path
 
 import pytest
 from packaging.markers import default_environment
@@ -27,6 +24,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from conftest import ROOT
+from lockfiles import CUTOFFS, pins, resolve_again, unmet
+from posttrain.recipe import load
+from posttrain.recipe.needs import packages
 
 LOCK = ROOT / "images" / "gpu" / "requirements.lock"
 # The packages whose ranges must fit together (issue 17); deepspeed ships as an sdist only: no wheel metadata.
@@ -35,30 +35,22 @@ CORE = ("vllm", "trl", "transformers", "torch", "accelerate", "datasets", "token
 TARGET = {**default_environment(), "python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
           "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
           "implementation_name": "cpython", "platform_python_implementation": "CPython"}
-
-
-def pins(text: str) -> dict[str, str]:
-    return {canonicalize_name(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, re.M)}
-
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 LOCKED = pins(LOCK.read_text())
 
 
-def _uv() -> str:
-    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if not Path(found).exists():
-        pytest.fail("uv is missing: it is in the test extras (pip install -e '.[test]')")
-    return found
+@pytest.mark.parametrize("later", [False, True], ids=CUTOFFS)
+def test_the_resolver_keeps_every_pin_of_the_lock(tmp_path, later):
+    fresh = pins(resolve_again(LOCK, tmp_path, later))
+    changed = {name: (LOCKED.get(name), fresh.get(name)) for name in LOCKED.keys() | fresh.keys()
+               if LOCKED.get(name) != fresh.get(name)}
+    assert changed == {}, "the lock is no resolution of images/gpu/requirements.in: run the command at its top"
 
 
-def test_the_lock_is_what_the_resolver_gives_for_its_input(tmp_path):
-    command = shlex.split(LOCK.read_text().splitlines()[1].lstrip("# "))  # the line uv wrote at the top
-    assert command[:3] == ["uv", "pip", "compile"] and "--generate-hashes" in command
-    out = command.index("-o") + 1
-    command[out] = str(tmp_path / "requirements.lock")
-    subprocess.run([_uv(), *command[1:], "-q"], check=True, cwd=ROOT)
-    fresh = (tmp_path / "requirements.lock").read_text().splitlines()[2:]  # below the header with the command
-    assert fresh == LOCK.read_text().splitlines()[2:], "re-run the command at the top of the lock and commit it"
+def test_every_range_the_lock_input_declares_holds():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "images/gpu/requirements.in").read_text().splitlines()]
+    assert [why for line in lines if line and (why := unmet(Requirement(line), LOCKED))] == []
 
 
 class _RemoteFile(io.RawIOBase):
@@ -144,3 +136,44 @@ def test_every_runtime_dependency_is_locked_and_every_differing_pin_is_explained
         if not requirement.specifier.contains(LOCKED[name]):
             assert f"`{name}`" in readme.split("## CPU pins and the GPU lock", 1)[-1], \
                 f"{name}: pyproject says {requirement.specifier}, the lock {LOCKED[name]}; say why in images/README.md"
+
+
+def _requires(requirement: Requirement) -> list[Requirement]:
+    """What `requirement`'s extras add, read from the locked version's metadata (installed here if the same, else PyPI)."""
+    name = canonicalize_name(requirement.name)
+    try:
+        same = importlib.metadata.version(name) == LOCKED[name]
+    except importlib.metadata.PackageNotFoundError:
+        same = False
+    lines = importlib.metadata.requires(name) if same else _metadata(name, LOCKED[name]).get_all("Requires-Dist")
+    return [dependency for line in lines or [] if (dependency := Requirement(line)).marker
+            and any(dependency.marker.evaluate({**TARGET, "extra": extra}) for extra in requirement.extras)
+            and not dependency.marker.evaluate({**TARGET, "extra": ""})]
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[path.name for path in RECIPES])
+def test_the_lock_holds_what_each_shipped_recipe_needs(path):
+    missing = []
+    for line, field in packages(load(path)).items():
+        requirement = Requirement(line)
+        extras = _requires(requirement) if requirement.extras and canonicalize_name(requirement.name) in LOCKED else []
+        for needed in [requirement, *extras]:
+            if why := unmet(needed, LOCKED):
+                missing.append(f"{field} needs {why}")
+    assert missing == [], f"{path.name}: add these to images/gpu/requirements.in and re-lock"
+
+
+def test_the_needs_come_from_the_recipe_fields():
+    tulu = load(ROOT / "recipes" / "tulu3-8b.yaml")
+    assert packages(tulu) == {"deepspeed": "recipe.sft.deepspeed", "vllm": "recipe.rlvr.vllm",
+                              "lm-eval[ifeval,math]": "recipe.eval.engine"}
+    plain = tulu.override(sft={"deepspeed": "none"}, dpo={"deepspeed": "none"}, rlvr={"deepspeed": "none", "vllm": "off"},
+                          eval={"engine": "registry"},
+                          preference={"judge": "reward_model", "reward_model": "allenai/Llama-3.1-Tulu-3-8B-RM"})
+    assert packages(plain) == {"transformers": "recipe.preference.judge"}
+
+
+def test_the_image_that_runs_the_stages_has_a_c_compiler():
+    """Triton and DeepSpeed's op builder compile when a stage runs: the compiler belongs in the last stage."""
+    run_stage = (ROOT / "images" / "gpu" / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
+    assert "apt-get install" in run_stage and ("build-essential" in run_stage or " gcc" in run_stage)

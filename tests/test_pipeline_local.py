@@ -1,11 +1,11 @@
-"""The compiled pipeline, end to end through kfp.local, on micro settings."""
+"""The compiled pipeline, end to end through kfp.local, on micro settings: the shared runs of conftest.py (a
+passing gate: `passing_micro_run`; a refused one: `refused_run_with_a_baseline`)."""
 import json
 from pathlib import Path
 
 import pytest
 
-from posttrain.pipelines import local
-from posttrain.stage_table import NAMES
+from posttrain.stage_table import NAMES, STAGES
 from posttrain.store import read_manifest
 
 pytestmark = pytest.mark.e2e
@@ -22,21 +22,16 @@ EXPECTED_FILES = {
     "eval": {"scores.json"},
     "gate": {"report.json", "report.md"},
 }
-assert list(EXPECTED_FILES) == [n for n in NAMES if n != "promote"]  # promote writes the registry entry only
+# promote writes the registry entry only; plan and preflight (the checks every task waits for) write nothing
+assert list(EXPECTED_FILES) == [n for n in NAMES if n != "promote" and not STAGES[n].first]
 
 
 def _registry_entries(root: Path) -> list[Path]:
     return sorted(root.rglob("entry.json")) if root.exists() else []
 
 
-def _run(recipe, out: Path) -> dict:
-    recipe = recipe.override(promote={"registry": (out / "registry").as_uri()})
-    return local.run(recipe, out)
-
-
-def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path):
-    recipe = micro_recipe.override(promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0})
-    report = _run(recipe, tmp_path)
+def test_passing_gate_promotes_with_every_stage_artifact(passing_micro_run):
+    report, run = passing_micro_run.report, passing_micro_run.run
 
     stages = {s["stage"]: s for s in report["stages"]}
     assert list(stages) == list(EXPECTED_FILES)
@@ -59,24 +54,23 @@ def test_passing_gate_promotes_with_every_stage_artifact(micro_recipe, tmp_path)
         score = report["benchmarks"]["arithmetic"][label]
         assert score["n"] == 16 and 0.0 <= score["score"] <= 1.0
     assert report["gate"]["passed"] and report["gate"]["reasons"] == []
-    assert (tmp_path / "report.md").read_text().startswith("# posttrain report")
+    assert (run / "report.md").read_text().startswith("# posttrain report")
     assert report["benchmarks"]["humaneval"]["rlvr"]["n"] == 40  # eval.limit: the first 40 of HumanEval's 164
     assert report["limited"]["humaneval"] == {"n": 40, "of": 164} and "| humaneval | 40 of 164 |" in (
-        tmp_path / "report.md").read_text()
+        run / "report.md").read_text()
     assert report["sandbox"] == "bwrap"  # HumanEval's programs ran in bubblewrap, and the report says so
 
-    [entry_file] = _registry_entries(tmp_path / "registry")
+    [entry_file] = _registry_entries(passing_micro_run.registry)
     entry = json.loads(entry_file.read_text())
     assert entry["model_sha256"] == read_manifest(stages["rlvr"]["path"])["sha256"]
     assert (entry_file.parent / "model" / "model.safetensors").is_file()
 
 
-def test_failing_gate_skips_promotion_and_keeps_the_report(micro_recipe, tmp_path):
-    recipe = micro_recipe.override(promote={"min_accuracy": {"arithmetic": 1.0}})
-    report = _run(recipe, tmp_path)
+def test_failing_gate_skips_promotion_and_keeps_the_report(refused_run_with_a_baseline):
+    report, run = refused_run_with_a_baseline.report, refused_run_with_a_baseline.run
 
     assert not report["gate"]["passed"]
     assert any(reason.startswith("arithmetic: rlvr scored") for reason in report["gate"]["reasons"])
-    assert "REFUSED" in (tmp_path / "report.md").read_text()
-    assert _registry_entries(tmp_path / "registry") == []
-    assert not list((tmp_path / "kfp").rglob("promote*")), "the promote task must not have run"
+    assert "REFUSED" in (run / "report.md").read_text()
+    assert _registry_entries(refused_run_with_a_baseline.registry) == []
+    assert not list((run / "kfp").rglob("promote*")), "the promote task must not have run"

@@ -55,24 +55,17 @@ def test_promoting_twice_moves_the_alias_once_and_never_rewrites_a_version(mlflo
 
 
 @pytest.mark.e2e
-def test_a_pipeline_run_tracks_every_stage_under_one_parent(micro_recipe, mlflow_server, tmp_path, capsys,
-                                                            monkeypatch):
-    from posttrain import cli
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    recipe = micro_recipe.override(tracking={"uri": mlflow_server},
-                                   promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0})
-    (tmp_path / "recipe.yaml").write_text(recipe.to_yaml())
-    assert cli.main(["run", str(tmp_path / "recipe.yaml"), "--local", "--out", str(tmp_path / "run")]) == 0
-
-    out = capsys.readouterr().out.splitlines()  # what a terminal-less run prints (CI, a pipe)
+def test_a_pipeline_run_tracks_every_stage_under_one_parent(passing_micro_run):
+    """conftest.py's `passing_micro_run`: `posttrain run --local` tracked to its MLflow server."""
+    mlflow_server, run_dir = passing_micro_run.mlflow, passing_micro_run.run
+    out = passing_micro_run.printed  # what a terminal-less run prints (CI, a pipe)
     assert len(out) <= 60, "\n".join(out)
     table = out.index(next(line for line in out if line.startswith("stage ")))
     assert [line.split()[0] for line in out[table + 1:table + 9]] == ["data", "base", "sft", "preference", "dpo",
                                                                        "rlvr", "eval", "gate"]
     assert out[table + 10] == "gate: PASS" and out[-1].startswith("report: ")
     for stage in ("data", "sft", "dpo", "rlvr", "eval", "gate", "promote"):
-        assert (tmp_path / "run" / "logs" / f"{stage}.log").stat().st_size > 0
+        assert (run_dir / "logs" / f"{stage}.log").stat().st_size > 0
 
     client = MlflowClient(mlflow_server)
     runs = _runs(mlflow_server, "tiny")
@@ -103,9 +96,9 @@ def test_a_pipeline_run_tracks_every_stage_under_one_parent(micro_recipe, mlflow
     # the run's own report page, in a browser; the screenshot stays with the run (CI installs Chromium)
     if shutil.which("chromium") or IN_CI:
         check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
-                                str(tmp_path / "run" / "report.html")], capture_output=True, text=True, timeout=300)
+                                str(run_dir / "report.html")], capture_output=True, text=True, timeout=300)
         assert check.returncode == 0, check.stderr
-        assert "curve panels ['sft', 'dpo', 'rlvr']" in check.stdout and (tmp_path / "run" / "report.png").is_file()
+        assert "curve panels ['sft', 'dpo', 'rlvr']" in check.stdout and (run_dir / "report.png").is_file()
 
 
 def test_a_stage_run_leaves_the_callers_tracking_uri_as_it_was(tmp_path, monkeypatch):
