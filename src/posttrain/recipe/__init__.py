@@ -16,14 +16,14 @@ from pydantic import Field, ValidationError, model_validator
 
 from posttrain.recipe.platform import Cluster, Resources, SandboxSection, SecretEnv, Toleration, TrackingSection
 from posttrain.recipe.sections import (Checkpoints, DataSection, Decontamination, DPOSection, EvalSection,
-                                       LearningRate, ModelSection, Optimisation, PreferenceSection, PromoteSection,
-                                       RecipeError, RLVRSection, Scheduler, Section, SFTSection, Source, Synthesis,
-                                       TinyModel, Warmup)
+                                       LearningRate, LoRA, ModelSection, Optimisation, PreferenceSection,
+                                       PromoteSection, RecipeError, RLVRSection, Scheduler, Section, SFTSection, Source,
+                                       Synthesis, TinyModel, Warmup)
 
 __all__ = ["Checkpoints", "Cluster", "DataSection", "Decontamination", "DPOSection", "EvalSection", "LearningRate",
-           "ModelSection", "Optimisation", "PreferenceSection", "PromoteSection", "Recipe", "RecipeError", "Resources",
-           "RLVRSection", "SandboxSection", "Scheduler", "SecretEnv", "Section", "SFTSection", "Source", "Synthesis",
-           "TinyModel", "Toleration", "TrackingSection", "Warmup", "load", "loads", "parse", "shipped"]
+           "LoRA", "ModelSection", "Optimisation", "PreferenceSection", "PromoteSection", "Recipe", "RecipeError",
+           "Resources", "RLVRSection", "SandboxSection", "Scheduler", "SecretEnv", "Section", "SFTSection", "Source",
+           "Synthesis", "TinyModel", "Toleration", "TrackingSection", "Warmup", "load", "loads", "parse", "shipped"]
 
 
 class Recipe(Section):

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from posttrain.training import checkpoints
+from posttrain.training import checkpoints, lora
 from posttrain.data.formats import read_rows
 from posttrain.training.logprobs import preference_margin
 from posttrain.recipe import Recipe
@@ -52,7 +52,7 @@ def to_trl(pair: dict) -> dict:
 
 def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: str | Path) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl import DPOTrainer
 
     start = time.perf_counter()
@@ -62,7 +62,7 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
         return done["summary"]
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
+    model = lora.load_for_training(recipe, "dpo", policy_dir)  # full weights, or a LoRA adapter on them
     rows = read_rows(pairs_dir / "pairs.jsonl", "preference")
     train = Dataset.from_list([to_trl(p) for p in rows])
     heldout = read_rows(pairs_dir / "heldout_pairs.jsonl", "preference")
@@ -75,18 +75,18 @@ def run(recipe: Recipe, policy_dir: str | Path, pairs_dir: str | Path, out_dir: 
     mirror = checkpoints.remote(recipe, "dpo", {"policy": policy_dir, "pairs": pairs_dir})
     trainer, result, resume = train_resumably("dpo", DPOTrainer, args, mirror, model=model, train_dataset=train,
                                               processing_class=tokenizer)
-    trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
+    figures = lora.save(trainer, out_dir, policy_dir)  # every rank: under ZeRO-3 the weights are gathered from all
     if not trainer.is_world_process_zero():
         return {}
     tokenizer.save_pretrained(out_dir)
-    trained = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(out_dir).to(accelerator())
+    trained = trainer.model if world_size() == 1 else lora.load_model(out_dir, trust).to(accelerator())
     margin_after = preference_margin(trained.eval(), tokenizer, heldout)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(train),
                "pairs_by_origin": dict(Counter(p.get("origin", "on_policy") for p in rows)),
                "resumed_from": resume.name if resume else None,
                "resumed_from_path": str(resume) if resume else None,
                "heldout_margin_before": round(margin_before, 4), "heldout_margin_after": round(margin_after, 4),
-               "log": step_log(trainer, ("loss", "learning_rate", "rewards/margins", "rewards/accuracies"))}
+               "log": step_log(trainer, ("loss", "learning_rate", "rewards/margins", "rewards/accuracies")), **figures}
     seconds = time.perf_counter() - start
     seal(out_dir, "dpo", recipe.digest(), inputs={"policy": policy_dir, "pairs": pairs_dir}, summary=summary,
          seconds=seconds)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from posttrain import sandbox
 
-from posttrain.training import checkpoints, rlvr_batches
+from posttrain.training import checkpoints, lora, rlvr_batches
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.reporting.report import render_progress
@@ -122,7 +122,7 @@ def grpo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, chec
     trainer, _, resume = train_resumably("rlvr", GRPOTrainer, args, mirror, model=model, train_dataset=dataset,
                                          reward_funcs=list(make_reward(recipe, tokenizer.eos_token_id, verify)),
                                          processing_class=tokenizer)
-    trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
+    lora.save(trainer, out_dir)  # every rank: under ZeRO-3 the weights are gathered from all of them
     if not trainer.is_world_process_zero():
         return None
     if resumed is not None:
@@ -157,7 +157,7 @@ def ppo(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, check
 
 
 def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     start = time.perf_counter()
     policy_dir, data_dir, out_dir = Path(policy_dir), Path(data_dir), Path(out_dir)
@@ -166,7 +166,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
         return done["summary"]
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(policy_dir, trust_remote_code=trust)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=trust)
+    model = lora.load_for_training(recipe, "rlvr", policy_dir)  # full weights, or a LoRA adapter on them
     rows = read_rows(data_dir / FILES["rlvr"], "rlvr")
     sandbox.use(recipe.sandbox)  # code rows' programs run where the recipe says, or nowhere
     checkpoint_dir = checkpoints.directory(recipe, "rlvr", {"policy": policy_dir, "data": data_dir}, out_dir)
@@ -179,6 +179,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
     if history is None:  # not rank 0 of a distributed run
         return {}
     tokenizer.save_pretrained(out_dir)
+    figures = lora.name_base(model, out_dir, policy_dir)  # an adapter names its base; parameters, peak memory
     summary = {
         "algorithm": recipe.rlvr.algorithm,
         "steps": history[-1]["step"] if history else 0,
@@ -191,6 +192,7 @@ def run(recipe: Recipe, policy_dir: str | Path, data_dir: str | Path, out_dir: s
                                    "loss") if k in h}
                 for h in history],
         "sandbox": sandbox.isolation_used(recipe.sandbox),  # how model-written code was boxed; None: no code ran
+        **figures,
     }
     (out_dir / "progress.html").write_text(render_progress(summary))
     seconds = time.perf_counter() - start

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from posttrain.training import checkpoints
+from posttrain.training import checkpoints, lora
 from posttrain.data.formats import FILES, read_rows
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal
@@ -40,7 +40,7 @@ def trainer_config(recipe: Recipe, out_dir: Path):
 
 def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl import SFTTrainer
 
     start = time.perf_counter()
@@ -50,21 +50,22 @@ def run(recipe: Recipe, base_dir: str | Path, data_dir: str | Path, out_dir: str
         return done["summary"]
     trust = recipe.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, trust_remote_code=trust)
+    model = lora.load_for_training(recipe, "sft", base_dir)  # full weights, or a LoRA adapter on them
     dataset = Dataset.from_list([{"messages": r["messages"]} for r in read_rows(data_dir / FILES["sft"], "sft")])
     args = trainer_config(recipe, out_dir)
     args.output_dir = str(checkpoints.directory(recipe, "sft", {"base": base_dir, "data": data_dir}, out_dir))
     mirror = checkpoints.remote(recipe, "sft", {"base": base_dir, "data": data_dir})
     trainer, result, resume = train_resumably("sft", bucketed(SFTTrainer, recipe.sft.length_bucket), args, mirror,
                                               model=model, train_dataset=dataset, processing_class=tokenizer)
-    trainer.save_model(str(out_dir))  # every rank: under ZeRO-3 the weights are gathered from all of them
+    figures = lora.save(trainer, out_dir, base_dir)  # every rank: under ZeRO-3 the weights are gathered from all
     if not trainer.is_world_process_zero():
         return {}
     tokenizer.save_pretrained(out_dir)
     summary = {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "rows": len(dataset),
                "resumed_from": resume.name if resume else None,
                "resumed_from_path": str(resume) if resume else None,
-               "log": step_log(trainer, ("loss", "learning_rate", "grad_norm"))}  # the report's training curves
+               "log": step_log(trainer, ("loss", "learning_rate", "grad_norm")),  # the report's training curves
+               **figures}  # trainable parameters, peak memory
     seconds = time.perf_counter() - start
     seal(out_dir, "sft", recipe.digest(), inputs={"base": base_dir, "data": data_dir}, summary=summary,
          seconds=seconds)
