@@ -89,15 +89,22 @@ def load_model(path: str | Path, trust_remote_code: bool = False, base: str | Pa
 def load_for_training(recipe: Recipe, stage: str, input_dir: str | Path):
     """The model `stage` trains: its input (merged if an adapter), 4-bit if asked, wrapped in a new LoRA
     adapter when the stage's section has `lora`, else the full weights as the trainer expects them."""
+    import torch
+
     cfg: LoRA | None = getattr(recipe, stage).lora
-    quantization = _quantization(cfg, f"recipe.{stage}.lora")
-    model = load_model(input_dir, recipe.model.trust_remote_code, **quantization)
+    # Frozen weights need no fp32 master copy: bf16 on a GPU, where the trainer computes in bf16 anyway
+    precision = _quantization(cfg, f"recipe.{stage}.lora") or (
+        {"dtype": torch.bfloat16} if cfg and torch.cuda.is_available() else {})
+    model = load_model(input_dir, recipe.model.trust_remote_code, **precision)
     if cfg is None:
         return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if quantization:  # fp32 norms and output head, input gradients for checkpointing (QLoRA)
+    if "quantization_config" in precision:  # fp32 norms and output head, gradient checkpointing (QLoRA)
         model = prepare_model_for_kbit_training(model)
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # the frozen embeddings' output must carry gradients into the layers
     targets = cfg.target_modules if cfg.target_modules == "all-linear" else list(cfg.target_modules)
     config = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
                         task_type="CAUSAL_LM")
