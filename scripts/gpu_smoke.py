@@ -81,7 +81,7 @@ def lora_path(recipe, out: Path, weights: int, seconds: dict) -> dict[str, Path]
     lora = recipe.override(sft={"epochs": 0.2, "learning_rate": 2e-4, "lora": adapter},
                            dpo={"learning_rate": 5e-5, "lora": {**adapter, "quantize": "none"}},
                            rlvr={"learning_rate": 1e-5, "max_steps": 2 if DRY else 5,
-                                 "lora": {**adapter, "quantize": "none", "gradient_checkpointing": True}})
+                                 "lora": {**adapter, "quantize": "none"}})
     print(f"smoke: adapters: SFT {'QLoRA (nf4)' if quantize == 'nf4' else 'LoRA'}, DPO LoRA, GRPO LoRA", flush=True)
     # The QLoRA base is 4-bit: its peak is below the bf16 weights' bytes; a quarter of them is what it must reach.
     _, seconds["sft_lora"] = on_cuda("sft_lora", lambda: sft.run(lora, out / "base", out / "data", out / "sft-lora"),

@@ -21,7 +21,40 @@ from posttrain.training.trainer import MARKER, latest_complete
 ADAPTER = {"rank": 4, "alpha": 8.0, "dropout": 0.0}
 
 
-def test_sft_dpo_grpo_with_lora_adapters_name_their_base_score_as_merged_and_register(micro_recipe, tmp_path):
+def served_by_fake_vllm(monkeypatch, paths) -> list[dict]:
+    """generation.load on each path with vLLM wanted and a stand-in `vllm` module: the engine arguments and the
+    LoRA request each generate call passes."""
+    import types
+
+    from posttrain import generation
+
+    engines = []
+
+    class LLM:
+        def __init__(self, **kwargs):
+            engines.append(kwargs)
+
+        def generate(self, prompts, params, lora_request=None):
+            engines[-1]["lora_request"] = lora_request
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="")]) for _ in prompts]
+
+    modules = {"vllm": types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw),
+               "vllm.lora": types.SimpleNamespace(),
+               "vllm.lora.request": types.SimpleNamespace(LoRARequest=lambda **kw: kw),
+               "vllm.inputs": types.SimpleNamespace(TokensPrompt=lambda **kw: kw)}
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(generation, "vllm_wanted", lambda: True)
+    monkeypatch.setattr(generation.torch.cuda, "device_count", lambda: 1)
+    for path in paths:
+        model, tokenizer = generation.load(str(path))
+        generation.generate(model, tokenizer, [[{"role": "user", "content": "1 + 1?"}]], 4, 1)
+        engines[-1].setdefault("lora_request", None)
+    return engines
+
+
+def test_sft_dpo_grpo_with_lora_adapters_name_their_base_score_as_merged_and_register(micro_recipe, tmp_path,
+                                                                                        monkeypatch):
     recipe = micro_recipe.override(sft={"lora": ADAPTER}, dpo={"lora": ADAPTER}, rlvr={"lora": ADAPTER},
                                    promote={"min_accuracy": {}, "min_gain_over_base": -1.0,
                                             "registry": (tmp_path / "registry").as_uri(), "model_registry": "none"})
@@ -63,6 +96,18 @@ def test_sft_dpo_grpo_with_lora_adapters_name_their_base_score_as_merged_and_reg
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["adapter"] == entry["adapter"]
     assert f"needs its base {entry['adapter']['base_sha256']} (dpo output)" in shown.stderr
+
+    # On a GPU with vLLM, an adapter on full weights is served as a LoRA request on its base's engine; a chain of
+    # adapters is merged first (vLLM applies one). The requests, built against a stand-in vLLM module:
+    assert lora.vllm_plan(tmp_path / "sft") == {
+        "model": str(tmp_path / "base"), "merge": False, "max_lora_rank": 4,
+        "lora": {"lora_name": "sft", "lora_int_id": 1, "lora_path": str(tmp_path / "sft")}}
+    assert lora.vllm_plan(tmp_path / "dpo")["merge"] is True
+    engines = served_by_fake_vllm(monkeypatch, [tmp_path / "sft", tmp_path / "dpo"])
+    assert engines[0]["model"] == str(tmp_path / "base") and engines[0]["enable_lora"] is True
+    assert engines[0]["lora_request"] == {"lora_name": "sft", "lora_int_id": 1, "lora_path": str(tmp_path / "sft")}
+    assert "enable_lora" not in engines[1] and engines[1]["lora_request"] is None  # merged into full weights
+    assert read_manifest(tmp_path / "base")["sha256"] == root  # ... and nothing was written into the base
 
     # An adapter only fits the weights it was trained on: another base, or a changed one, is refused.
     with pytest.raises(lora.AdapterBaseMismatch, match="trained on base"):
@@ -106,9 +151,14 @@ def test_sigkill_mid_lora_dpo_resumes_from_its_checkpoint(micro_recipe, tmp_path
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(recipe.to_yaml())
     out = tmp_path / "dpo"
-    child = subprocess.Popen([sys.executable, "-c", DPO_CHILD, str(recipe_file), str(tmp_path / "sft"),
-                              str(tmp_path / "pairs"), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(out / "trainer" / "checkpoint-4" / MARKER, child)
+    with open(tmp_path / "child.log", "w") as log:
+        child = subprocess.Popen([sys.executable, "-c", DPO_CHILD, str(recipe_file), str(tmp_path / "sft"),
+                                  str(tmp_path / "pairs"), str(out)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(out / "trainer" / "checkpoint-4" / MARKER, child, timeout=600)  # slow to start on a loaded CPU
+    except AssertionError:
+        child.kill()
+        raise AssertionError((tmp_path / "child.log").read_text()[-3000:]) from None
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     newest = latest_complete(out / "trainer")

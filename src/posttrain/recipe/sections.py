@@ -160,9 +160,6 @@ class LoRA(Section):
     # nf4: the frozen base is loaded in 4-bit NormalFloat with double quantisation, computing in bf16 (QLoRA);
     # needs bitsandbytes on a CUDA GPU, checked when the stage starts. none: the base in the trainer's precision.
     quantize: Literal["none", "nf4"] = "none"
-    # Recompute activations in the backward pass instead of keeping them: about a third more compute, and what
-    # fits an 8B model's long sequences on one GPU (always on with quantize, as QLoRA does)
-    gradient_checkpointing: bool = False
 
 
 class Optimisation(Section):

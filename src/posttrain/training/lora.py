@@ -100,11 +100,10 @@ def load_for_training(recipe: Recipe, stage: str, input_dir: str | Path):
         return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if "quantization_config" in precision:  # fp32 norms and output head, gradient checkpointing (QLoRA)
+    if "quantization_config" in precision:  # fp32 norms and output head, input gradients (QLoRA)
         model = prepare_model_for_kbit_training(model)
-    elif cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()  # the frozen embeddings' output must carry gradients into the layers
+    # Gradient checkpointing: TRL 1.16's SFT, DPO and GRPO configs turn it on by default, and TRL makes a PEFT
+    # model's frozen embeddings pass gradients on to the adapters
     targets = cfg.target_modules if cfg.target_modules == "all-linear" else list(cfg.target_modules)
     config = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
                         task_type="CAUSAL_LM")
