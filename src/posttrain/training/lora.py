@@ -116,7 +116,7 @@ def parameters(model) -> dict:
     import torch
 
     trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
-    total = sum(p.numel() for n, p in model.named_parameters() if f".{TRAINED}." in n or ".ref." not in n)
+    total = sum(p.numel() for n, p in model.named_parameters() if ".ref." not in n)  # TRL's copy: not the model's
     if torch.cuda.is_available():
         peak, where = torch.cuda.max_memory_allocated() / 2**20, "cuda"
     else:
