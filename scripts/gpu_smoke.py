@@ -2,7 +2,8 @@
 
 A scratch Llama of about 100M parameters (the tiny recipe's data and tokenizer, a wider and deeper model)
 goes through the stages as the pipeline runs them, in this process: data (CPU), base, SFT (bf16, packing),
-preference, DPO, RLVR with GRPO, RLVR with PPO, eval. After each GPU stage the script asserts that the stage
+preference, DPO, RLVR with GRPO, RLVR with PPO, then the adapter path (QLoRA SFT where bitsandbytes is
+installed, else LoRA; LoRA DPO; LoRA GRPO), eval of all of them. After each GPU stage the script asserts that the stage
 put tensors on CUDA (its peak CUDA memory exceeds the model's weights), and records that peak next to
 posttrain.plan's estimate for the same settings on one GPU (`peak_vs_plan`, GiB). Last line: one JSON object with SFT
 tokens/s and MFU, and every stage's seconds. No network, no vLLM: generation is transformers' on the GPU.
@@ -87,6 +88,30 @@ def planned(recipe, model_dir: Path) -> dict[str, float]:
     return estimates
 
 
+def lora_path(recipe, out: Path, weights: int, seconds: dict) -> dict[str, Path]:
+    """SFT (QLoRA: NF4 base, if bitsandbytes is installed; else LoRA on bf16), then LoRA DPO and LoRA GRPO, each
+    on the one before merged (posttrain.training.lora); a fifth of the SFT epoch: the path, not the quality."""
+    from importlib.util import find_spec
+
+    from posttrain.stages import dpo, rlvr, sft
+
+    quantize = "nf4" if find_spec("bitsandbytes") and not DRY else "none"
+    adapter = {"rank": 16, "alpha": 32.0, "dropout": 0.0, "quantize": quantize}
+    lora = recipe.override(sft={"epochs": 0.2, "learning_rate": 2e-4, "lora": adapter},
+                           dpo={"learning_rate": 5e-5, "lora": {**adapter, "quantize": "none"}},
+                           rlvr={"learning_rate": 1e-5, "max_steps": 2 if DRY else 5,
+                                 "lora": {**adapter, "quantize": "none"}})
+    print(f"smoke: adapters: SFT {'QLoRA (nf4)' if quantize == 'nf4' else 'LoRA'}, DPO LoRA, GRPO LoRA", flush=True)
+    # The QLoRA base is 4-bit: its peak is below the bf16 weights' bytes; a quarter of them is what it must reach.
+    _, seconds["sft_lora"] = on_cuda("sft_lora", lambda: sft.run(lora, out / "base", out / "data", out / "sft-lora"),
+                                     weights // 4 if quantize == "nf4" else weights)
+    _, seconds["dpo_lora"] = on_cuda("dpo_lora", lambda: dpo.run(lora, out / "sft-lora", out / "pairs",
+                                                                 out / "dpo-lora"), weights)
+    _, seconds["grpo_lora"] = on_cuda("grpo_lora", lambda: rlvr.run(lora, out / "dpo-lora", out / "data",
+                                                                    out / "grpo-lora"), weights)
+    return {"sft_lora": out / "sft-lora", "dpo_lora": out / "dpo-lora", "grpo_lora": out / "grpo-lora"}
+
+
 def main(out: Path) -> dict:
     from posttrain.stages import base, data, dpo, eval as evaluate, preference, rlvr, sft
 
@@ -116,7 +141,9 @@ def main(out: Path) -> dict:
     _, seconds["grpo"] = on_cuda("grpo", lambda: rlvr.run(recipe, out / "dpo", out / "data", out / "grpo"), weights)
     ppo = recipe.override(rlvr={"algorithm": "ppo", "max_steps": 2 if DRY else 5})
     _, seconds["ppo"] = on_cuda("ppo", lambda: rlvr.run(ppo, out / "dpo", out / "data", out / "ppo"), weights)
-    models = {"base": out / "base", "sft": out / "sft", "dpo": out / "dpo", "grpo": out / "grpo", "ppo": out / "ppo"}
+    adapters = lora_path(recipe, out, weights, seconds)
+    models = {"base": out / "base", "sft": out / "sft", "dpo": out / "dpo", "grpo": out / "grpo", "ppo": out / "ppo",
+              **adapters}
     scores, seconds["eval"] = on_cuda("eval", lambda: evaluate.run(recipe, out / "data", models, out / "eval"), weights)
     estimates = planned(recipe, out / "base")
     tokens = sft_tokens(recipe, out / "data", out / "sft")
@@ -129,7 +156,10 @@ def main(out: Path) -> dict:
             if peak else None, "seconds": {k: round(v, 1) for k, v in seconds.items()},
             "peak_vs_plan": {stage: {"peak_gib": PEAKS.get(stage), "plan_gib": estimates.get(stage)}
                              for stage in ("sft", "preference", "dpo", "grpo", "ppo", "eval")},
-            "eval": {b: {m: round(r["score"], 3) for m, r in by.items()} for b, by in scores["benchmarks"].items()}}
+            "eval": {b: {m: round(r["score"], 3) for m, r in by.items()} for b, by in scores["benchmarks"].items()},
+            "lora": {stage: {k: json.loads((path / "manifest.json").read_text())["summary"].get(k)
+                             for k in ("trainable_parameters", "parameters", "peak_memory_mb")}
+                     for stage, path in adapters.items()}}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU path of the pipeline in one run, sized for about ten minutes on one H100: a scratch ~100M-parameter
-# Llama through SFT (bf16, packing), preference sampling, DPO, GRPO, PPO and eval, each asserted to have used
-# CUDA, its peak CUDA memory recorded next to posttrain.plan's estimate for the same settings; the last line is
-# one JSON object with SFT tokens/s, MFU and peak_vs_plan (scripts/gpu_smoke.py says how).
+# Llama through SFT (bf16, packing), preference sampling, DPO, GRPO, PPO, the adapter path (QLoRA SFT where the
+# image has bitsandbytes, LoRA DPO and GRPO; about a minute) and eval, each asserted to have used CUDA, its peak
+# CUDA memory recorded next to posttrain.plan's estimate for the same settings; the last line is one JSON object
+# with SFT tokens/s, MFU and peak_vs_plan (scripts/gpu_smoke.py says how).
 #
 # The GPU machine has PyTorch and transformers but no network and no vLLM; the small wheels it lacks travel
 # with the working tree in .whl/ (git-ignored), at the versions of the GPU lock.
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/.."
 # What the stages import that the GPU machine's image lacks (torch, transformers, accelerate, numpy, pyarrow,
 # fsspec, huggingface-hub, sympy, scipy, pyyaml ... are there).
 CARRIED=(trl datasets dill multiprocess pydantic pydantic-core annotated-types typing-inspection math-verify
-         latex2sympy2-extended antlr4-python3-runtime nltk datasketch langdetect)
+         latex2sympy2-extended antlr4-python3-runtime nltk datasketch langdetect
+         peft)  # bitsandbytes (~60 MB) is not carried: QLoRA runs where the image has it, LoRA otherwise
 
 if [[ "${1:-}" == "fetch" ]]; then
     rm -rf .whl && mkdir -p .whl

@@ -128,3 +128,39 @@ def test_gpus_on_a_stage_whose_image_has_no_cuda_are_refused():
         with pytest.raises(RecipeError, match=rf"recipe.cluster: {name}.gpus: .*CPU image"):
             tiny.override(cluster={name: {"gpus": 1}})
     assert tiny.override(cluster={"sft": {"gpus": 1}}).cluster.sft.gpus == 1
+
+
+def test_extends_derives_a_recipe_mappings_merged_lists_replaced(tmp_path):
+    (tmp_path / "parent.yaml").write_text("name: parent\ndpo: {beta: 0.2, epochs: 3}\n"
+                                          "eval: {benchmarks: [arithmetic, humaneval]}\n")
+    (tmp_path / "child.yaml").write_text("extends: parent.yaml\nname: child\ndpo: {lora: {rank: 4}}\n"
+                                         "eval: {benchmarks: [arithmetic]}\n")
+    child = load(tmp_path / "child.yaml")
+    assert (child.name, child.dpo.beta, child.dpo.epochs, child.dpo.lora.rank) == ("child", 0.2, 3, 4)
+    assert child.eval.benchmarks == ("arithmetic",)
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\nname: loop\n")
+    with pytest.raises(RecipeError, match=r"recipe\.extends: loop\.yaml extends itself"):
+        load(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: missing.yaml\nname: orphan\n")
+    with pytest.raises(RecipeError, match=r"recipe\.extends: cannot read missing\.yaml"):
+        load(tmp_path / "orphan.yaml")
+    with pytest.raises(RecipeError, match=r"recipe\.extends: .*not read from a file"):
+        loads("extends: parent.yaml\nname: text\n")
+
+
+def test_tiny_lora_is_tiny_with_lora_dpo_and_grpo():
+    tiny, variant = load(ROOT / "recipes" / "tiny.yaml"), load(ROOT / "recipes" / "tiny-lora.yaml")
+    assert variant.sft == tiny.sft and variant.sft.lora is None  # full SFT of the scratch model
+    assert variant.dpo.lora and variant.rlvr.lora
+    assert variant.dpo.model_copy(update={"lora": None, "learning_rate": tiny.dpo.learning_rate}) == tiny.dpo
+    assert variant.rlvr.model_copy(update={"lora": None, "learning_rate": tiny.rlvr.learning_rate}) == tiny.rlvr
+    assert (variant.data, variant.eval, variant.promote.min_accuracy) == (tiny.data, tiny.eval, tiny.promote.min_accuracy)
+
+
+def test_one_gpu_tulu3_recipe_is_qlora_sft_lora_dpo_grpo_on_one_gpu():
+    full, one = load(ROOT / "recipes" / "tulu3-8b.yaml"), load(ROOT / "recipes" / "tulu3-8b-1gpu.yaml")
+    assert one.sft.lora.quantize == "nf4" and one.dpo.lora.quantize == one.rlvr.lora.quantize == "none"
+    assert {getattr(one.cluster, s).gpus * getattr(one.cluster, s).nodes for s in ("sft", "dpo", "rlvr")} == {1}
+    assert [s.path for s in one.data.sources] == [s.path for s in full.data.sources]  # Tülu 3's mixtures
+    assert one.sft.batch_size * one.sft.gradient_accumulation_steps < 128  # smaller effective batch (docs/TULU3.md)
+    assert (one.model, one.eval) == (full.model, full.eval)

@@ -63,7 +63,12 @@ def _registry(args) -> int:
             if not (args.name and args.version):
                 print("error: registry show needs NAME and VERSION", file=sys.stderr)
                 return 2
-            print(json.dumps(registry.show(args.registry, args.name, args.version), indent=2))
+            entry = registry.show(args.registry, args.name, args.version)
+            print(json.dumps(entry, indent=2))
+            if adapter := entry.get("adapter"):  # on stderr: stdout stays one JSON document
+                print(f"{args.name} {args.version} is a LoRA adapter (rank {adapter['rank']}); it needs its base "
+                      f"{adapter['base_sha256']} ({adapter['base_stage']} output), whose full weights are "
+                      f"{adapter['root_sha256']}", file=sys.stderr)
             return 0
         found = registry.entries(args.registry, args.name)
     except registry.RegistryError as exc:

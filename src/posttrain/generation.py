@@ -14,6 +14,7 @@ class VLLMModel:
     """A vLLM engine standing where a transformers model would (see `load`)."""
 
     engine: object
+    lora_request: object = None  # vllm.lora.request.LoRARequest: the adapter every request applies (lora.vllm_plan)
 
 
 def vllm_wanted() -> bool:
@@ -26,23 +27,41 @@ def vllm_wanted() -> bool:
 
 
 def load(path: str, trust_remote_code: bool = False):
-    """Model (or vLLM engine) and tokenizer from a `save_pretrained` directory or Hub name, for generation."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Model (or vLLM engine) and tokenizer from a `save_pretrained` directory or Hub name, for generation.
+    An adapter output (posttrain.training.lora) is merged onto its base, or served by vLLM as a LoRA."""
+    from transformers import AutoTokenizer
+
+    from posttrain.training import lora
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if vllm_wanted():
-        from vllm import LLM
-
-        return VLLMModel(LLM(model=path, trust_remote_code=trust_remote_code,
-                             tensor_parallel_size=torch.cuda.device_count())), tokenizer
+        return _load_vllm(path, trust_remote_code), tokenizer
     from posttrain.training.devices import for_inference
 
-    model = for_inference(AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code))
+    model = for_inference(lora.load_model(path, trust_remote_code))
     model.eval()
     return model, tokenizer
+
+
+def _load_vllm(path: str, trust_remote_code: bool) -> VLLMModel:
+    import tempfile
+
+    from vllm import LLM
+    from vllm.lora.request import LoRARequest
+
+    from posttrain.training import lora
+
+    plan = lora.vllm_plan(path)
+    if plan["merge"]:  # a chain of adapters: vLLM applies one, so serve the merged weights
+        path = str(lora.materialise(path, tempfile.mkdtemp(prefix="merged-"), trust_remote_code))
+        plan = lora.vllm_plan(path)
+    engine_args = {"enable_lora": True, "max_lora_rank": plan["max_lora_rank"]} if "lora" in plan else {}
+    engine = LLM(model=plan["model"], trust_remote_code=trust_remote_code,
+                 tensor_parallel_size=torch.cuda.device_count(), **engine_args)
+    return VLLMModel(engine, LoRARequest(**plan["lora"]) if "lora" in plan else None)
 
 
 def release(model) -> None:
@@ -71,7 +90,8 @@ def _generate_vllm(model: VLLMModel, encoded: list[list[int]], max_new_tokens: i
     from vllm.inputs import TokensPrompt
 
     params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
-    outputs = model.engine.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params)
+    outputs = model.engine.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params,
+                                    lora_request=model.lora_request)
     return [[choice.text for choice in output.outputs] for output in outputs]
 
 

@@ -18,14 +18,14 @@ from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, model_
 
 from posttrain.recipe.platform import Cluster, Resources, SandboxSection, SecretEnv, Toleration, TrackingSection
 from posttrain.recipe.sections import (Checkpoints, DataSection, Decontamination, DPOSection, EvalSection,
-                                       LearningRate, ModelSection, Optimisation, PreferenceSection, PromoteSection,
-                                       RecipeError, RLVRSection, Scheduler, Section, SFTSection, Source, Synthesis,
-                                       TinyModel, Warmup)
+                                       LearningRate, LoRA, ModelSection, Optimisation, PreferenceSection,
+                                       PromoteSection, RecipeError, RLVRSection, Scheduler, Section, SFTSection, Source,
+                                       Synthesis, TinyModel, Warmup)
 
 __all__ = ["Checkpoints", "Cluster", "DataSection", "Decontamination", "DPOSection", "EvalSection", "LearningRate",
-           "ModelSection", "Optimisation", "PreferenceSection", "PromoteSection", "Recipe", "RecipeError", "Resources",
-           "RLVRSection", "SandboxSection", "Scheduler", "SecretEnv", "Section", "SFTSection", "Source", "Synthesis",
-           "TinyModel", "Toleration", "TrackingSection", "Warmup", "load", "loads", "parse", "shipped"]
+           "LoRA", "ModelSection", "Optimisation", "PreferenceSection", "PromoteSection", "Recipe", "RecipeError",
+           "Resources", "RLVRSection", "SandboxSection", "Scheduler", "SecretEnv", "Section", "SFTSection", "Source",
+           "Synthesis", "TinyModel", "Toleration", "TrackingSection", "Warmup", "load", "loads", "parse", "shipped"]
 
 
 class Recipe(Section):
@@ -129,12 +129,40 @@ def parse(data: Any, source: str = "recipe") -> Recipe:
         raise RecipeError(f"{source}: " + "; ".join(lines)) from None
 
 
-def loads(text: str, source: str = "recipe") -> Recipe:
+def loads(text: str, source: str = "recipe", read=None) -> Recipe:
+    """A recipe from YAML text. `extends: <file>` at its top derives it from another recipe: mappings merge key
+    by key, anything else (lists included) is replaced. `read(name)` gives that file's text; None: no extends."""
+    return parse(_derived(_yaml(text, source), source, read), source)
+
+
+def _yaml(text: str, source: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RecipeError(f"{source}: not valid YAML: {exc}") from None
-    return parse(data, source)
+
+
+def _derived(data: Any, source: str, read, seen: tuple[str, ...] = ()) -> Any:
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    data = dict(data)
+    parent = data.pop("extends")
+    if read is None or not isinstance(parent, str):
+        raise RecipeError(f"{source}: recipe.extends: names a recipe file beside this one; got {parent!r}"
+                          + ("" if read else ", but this recipe was not read from a file"))
+    if parent in seen:
+        raise RecipeError(f"{source}: recipe.extends: {parent} extends itself through {' -> '.join(seen)}")
+    try:
+        text = read(parent)
+    except OSError as exc:
+        raise RecipeError(f"{source}: recipe.extends: cannot read {parent}: {exc.strerror}") from None
+    return _merge(_derived(_yaml(text, parent), parent, read, (*seen, parent)), data)
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{key: _merge(base.get(key), value) for key, value in override.items()}}
+    return override
 
 
 def loads_view(text: str) -> Recipe:
@@ -147,7 +175,7 @@ def load(path: str | Path) -> Recipe:
         text = path.read_text()
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from None
-    return loads(text, source=str(path))
+    return loads(text, source=str(path), read=lambda name: (path.parent / name).read_text())
 
 
 def shipped(name: str) -> Recipe:
@@ -159,4 +187,5 @@ def shipped(name: str) -> Recipe:
         text = resource.read_text()
     except OSError as exc:
         raise RecipeError(f"{name}: no such shipped recipe ({exc.strerror})") from None
-    return loads(text, source=f"posttrain/recipes/{name}")
+    return loads(text, source=f"posttrain/recipes/{name}",
+                 read=lambda other: (resources.files("posttrain.recipes") / other).read_text())

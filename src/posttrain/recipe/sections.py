@@ -147,6 +147,27 @@ LearningRate = Annotated[float, Field(gt=0)]  # peak, after warmup
 Warmup = Annotated[float, Field(ge=0)]
 
 
+class LoRA(Section):
+    """Parameter-efficient training of one stage with PEFT's LoRA (posttrain.training.lora): the stage's weights
+    stay frozen and a low-rank adapter is trained beside them; the stage's output is the adapter, naming its base
+    (the stage's input artifact) by digest. Absent (null) in a training section: full fine-tuning.
+
+    An input that is itself an adapter is merged into its base's weights before the new adapter is made. Stacking
+    it as a frozen second adapter is not offered: TRL computes the reference of DPO and of GRPO's KL term from a
+    copy of the trained adapter alone, which would leave the input adapter out, and the trainer's resume
+    reactivates a single adapter."""
+
+    rank: int = Field(16, gt=0)  # r: inner dimension of each adapter matrix pair
+    alpha: float = Field(32.0, gt=0)  # the adapter's update is scaled by alpha / rank
+    dropout: float = Field(0.05, ge=0, lt=1)  # on the adapter's input, during training only
+    # Module names (suffixes) the adapter wraps, e.g. [q_proj, v_proj]; "all-linear": every linear layer but the
+    # output head (QLoRA's choice, and what keeps LoRA closest to full fine-tuning)
+    target_modules: Literal["all-linear"] | tuple[Annotated[str, Field(min_length=1)], ...] = "all-linear"
+    # nf4: the frozen base is loaded in 4-bit NormalFloat with double quantisation, computing in bf16 (QLoRA);
+    # needs bitsandbytes on a CUDA GPU, checked when the stage starts. none: the base in the trainer's precision.
+    quantize: Literal["none", "nf4"] = "none"
+
+
 class Optimisation(Section):
     """What the SFT, DPO and RLVR sections share, under the same keys in each, so one rule holds for all three.
 
@@ -168,6 +189,7 @@ class Optimisation(Section):
     # (0.02: ~50 points per curve, and some on a 3-step test run).
     logging_steps: float = Field(0.02, gt=0)
     max_grad_norm: float = Field(1.0, ge=0)  # gradients clipped to this global norm; 0: no clipping (TRL's default)
+    lora: LoRA | None = None  # null: full fine-tuning; a section: train a LoRA adapter (QLoRA with quantize)
 
     @model_validator(mode="after")
     def _warmup_needs_a_schedule_that_uses_it(self) -> "Optimisation":
@@ -278,6 +300,13 @@ class RLVRSection(Optimisation):
     def _batches(self) -> "RLVRSection":
         if self.algorithm == "grpo" and self.batch_size % self.num_generations:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of num_generations {self.num_generations}")
+        return self
+
+    @model_validator(mode="after")
+    def _lora_where_it_can_run(self) -> "RLVRSection":
+        if self.lora and self.algorithm == "ppo":
+            raise ValueError("lora: algorithm ppo (posttrain.training.ppo: policy and value heads on shared "
+                             "weights) trains full weights only; use algorithm grpo or remove lora")
         return self
 
     @model_validator(mode="after")

@@ -86,8 +86,13 @@ def gap_table(report: dict) -> Table:
 
 def key_numbers(summary: dict) -> str:
     """A stage summary in one short line (the terminal's stage table, the reports')."""
-    shown = []
+    shown, figures = [], ("trainable_parameters", "parameters", "peak_memory_mb", "peak_memory_of")
+    if "trainable_parameters" in summary:  # first, before the cut: what an adapter saves against full weights
+        shown.append(f"trainable={summary['trainable_parameters']:,}/{summary['parameters']:,} "
+                     f"peak={summary['peak_memory_mb']:.0f}MB")
     for key, value in summary.items():
+        if key in figures:
+            continue
         if isinstance(value, float):
             shown.append(f"{key}={value:.3f}")
         elif isinstance(value, (int, str)):  # bools are ints: passed=True shows too

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from posttrain.data.formats import read_rows
 from posttrain.recipe import Recipe
-from posttrain.training import stage
+from posttrain.training import lora, stage
 from posttrain.training.logprobs import preference_margin
 from posttrain.training.trainer import step_log, world_size
 
@@ -41,7 +41,6 @@ def to_trl(pair: dict) -> dict:
 
 def train(run: stage.Run) -> dict | None:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
 
     from posttrain.training.devices import accelerator
@@ -58,7 +57,8 @@ def train(run: stage.Run) -> dict | None:
     if trained is None:
         return None
     trainer, result = trained
-    model = trainer.model if world_size() == 1 else AutoModelForCausalLM.from_pretrained(run.out_dir).to(accelerator())
+    model = trainer.model if world_size() == 1 else \
+        lora.load_model(run.out_dir, run.recipe.model.trust_remote_code).to(accelerator())
     margin_after = preference_margin(model.eval(), run.tokenizer, heldout, **margin)
     print(f"dpo: {len(dataset)} pairs; held-out margin {margin_before:.3f} -> {margin_after:.3f}")
     return {"train_loss": round(result.training_loss, 4), "steps": result.global_step, "pairs": len(dataset),

@@ -19,6 +19,7 @@ from posttrain.evals.protocol import cut, pass_at
 from posttrain.evals.records import gaps, record
 from posttrain.recipe import Recipe
 from posttrain.store import seal, write_json
+from posttrain.training import lora
 
 
 def promoted_model(recipe: Recipe, dest: Path) -> Path | None:
@@ -37,7 +38,10 @@ def score_model(recipe: Recipe, model_dir: Path, suites: dict[str, list[dict]]) 
         from posttrain.evals import harness
 
         if wanted := {name: rows for name, rows in suites.items() if name in harness.TASKS}:
-            results.update(harness.score(recipe, str(model_dir), wanted))
+            with tempfile.TemporaryDirectory(prefix="merged-") as tmp:  # lm-eval reads full weights only
+                full = lora.materialise(model_dir, tmp, recipe.model.trust_remote_code) \
+                    if lora.is_adapter(model_dir) else model_dir
+                results.update(harness.score(recipe, str(full), wanted))
     if not (rest := [name for name in suites if name not in results]):
         return results
     from posttrain.generation import generate, load, release

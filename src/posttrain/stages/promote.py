@@ -13,6 +13,7 @@ from posttrain.evals.intervals import paired_difference_ci
 from posttrain.recipe import Recipe
 from posttrain.reporting.report import render_html, render_markdown
 from posttrain.store import MANIFEST, read_manifest, seal, write_json
+from posttrain.training import lora
 
 
 def gate(recipe: Recipe, scores: dict) -> dict:
@@ -100,6 +101,9 @@ def register(recipe: Recipe, model_dir: str | Path, report_dir: str | Path, regi
         "recipe_sha256": recipe.digest(),
         "recipe": recipe.model_dump(mode="json"),
         "lineage": {"model": model_manifest["inputs"], "report": report_manifest["sha256"]},
+        # A LoRA adapter: the base it needs (digest of the stage output it was trained on) and its own digest;
+        # None: full weights
+        "adapter": lora.lineage(model_dir),
         "scores": {name: by_model[report["candidate"]]["score"] for name, by_model in report["benchmarks"].items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

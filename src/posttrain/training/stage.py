@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from posttrain.recipe import Recipe
 from posttrain.store import finished, seal
-from posttrain.training import checkpoints
+from posttrain.training import checkpoints, lora
 from posttrain.training.trainer import (Checkpointing, checkpoint_args, deepspeed_config, discard_checkpoints, has_gpu,
                                         train_resumably)
 
@@ -48,19 +48,13 @@ def trainer_arguments(recipe: Recipe, stage: str, output_dir: str | Path, **own)
     return shared | own
 
 
-def load_model(recipe: Recipe, model_dir: Path):
-    """(tokenizer, model) of the stage's input model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_model(recipe: Recipe, stage: str, model_dir: Path):
+    """(tokenizer, model) the stage trains: its input model (an adapter input merged onto its base), wrapped in
+    a new LoRA adapter (4-bit base for QLoRA) when the stage's section has `lora` (training/lora.py)."""
+    from transformers import AutoTokenizer
 
-    trust = recipe.model.trust_remote_code
-    return (AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust),
-            AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust))
-
-
-def prepare(recipe: Recipe, stage: str, model):
-    """The model a stage trains, right after loading: the one place a wrap of it goes (e.g. LoRA adapters).
-    Today: the model as loaded."""
-    return model
+    return (AutoTokenizer.from_pretrained(model_dir, trust_remote_code=recipe.model.trust_remote_code),
+            lora.load_for_training(recipe, stage, model_dir))
 
 
 @dataclass
@@ -76,6 +70,11 @@ class Run:
     checkpoint_dir: Path  # `checkpoints.directory`: under the shared key, or <out_dir>/trainer
     mirror: str | None  # `checkpoints.remote`: the key's copy at cluster.checkpoint_url, or None
     resumed_from: Path | None = None  # set by `fit` / the stage: the checkpoint training resumed from
+    figures: dict | None = None  # set by `fit`: trainable and total parameters, peak memory (lora.parameters)
+
+    @property
+    def model_input(self) -> Path:  # the input holding the model it trains (an adapter's base)
+        return next(iter(self.inputs.values()))
 
     def checkpointing(self) -> Checkpointing:
         """This stage's checkpoint policy, from its recipe section's `checkpoints`."""
@@ -87,7 +86,8 @@ class Run:
         trainer, result, self.resumed_from = train_resumably(self.stage, trainer_class, args, self.checkpointing(),
                                                              model=self.model, processing_class=self.tokenizer,
                                                              **kwargs)
-        trainer.save_model(str(self.out_dir))
+        # full weights, or the adapter naming its base (without TRL's reference copy)
+        self.figures = lora.save(trainer, self.out_dir, self.model_input)
         return (trainer, result) if trainer.is_world_process_zero() else None
 
 
@@ -99,8 +99,7 @@ def run(recipe: Recipe, stage: str, inputs: dict[str, str | Path], out_dir: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     if done := finished(out_dir, stage, recipe.digest(), inputs):
         return done["summary"]
-    tokenizer, model = load_model(recipe, next(iter(inputs.values())))
-    model = prepare(recipe, stage, model)
+    tokenizer, model = load_model(recipe, stage, next(iter(inputs.values())))
     current = Run(recipe, stage, model, tokenizer, inputs, out_dir,
                   checkpoint_dir=checkpoints.directory(recipe, stage, inputs, out_dir),
                   mirror=checkpoints.remote(recipe, stage, inputs))
@@ -108,7 +107,9 @@ def run(recipe: Recipe, stage: str, inputs: dict[str, str | Path], out_dir: str 
     if summary is None:  # not rank 0 of a distributed run
         return {}
     tokenizer.save_pretrained(out_dir)
-    summary |= {"resumed_from": current.resumed_from.name if current.resumed_from else None,
+    if current.figures is None:  # saved by the stage's own loop (PPO: full weights only)
+        current.figures = lora.name_base(current.model, out_dir, current.model_input)
+    summary |= current.figures | {"resumed_from": current.resumed_from.name if current.resumed_from else None,
                 "resumed_from_path": str(current.resumed_from) if current.resumed_from else None}
     seconds = time.perf_counter() - start
     seal(out_dir, stage, recipe.digest(), inputs=inputs, summary=summary, seconds=seconds)
