@@ -151,7 +151,6 @@ def train(run: stage.Run) -> dict | None:
                                    "loss") if k in h}
                 for h in history],
         "sandbox": sandbox.isolation_used(recipe.sandbox),  # how model-written code was boxed; None: no code ran
-        **figures,
     }
     (run.out_dir / "progress.html").write_text(render_progress(summary))
     print(f"rlvr: {recipe.rlvr.algorithm}, reward {summary['reward_first']} -> {summary['reward_last']}")
