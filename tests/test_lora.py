@@ -118,6 +118,48 @@ def test_sft_dpo_grpo_with_lora_adapters_name_their_base_score_as_merged_and_reg
         lora.load_model(moved)
 
 
+def test_on_a_cluster_a_task_fetches_the_base_its_input_adapter_names_from_the_artifact_store(
+        micro_recipe, tmp_path, s3, monkeypatch):
+    """A KFP task's pod holds only its own inputs, at `/s3/<bucket>/<key>` for `s3://<bucket>/<key>`: the DPO
+    task gets the SFT adapter, whose recorded base (the base task's output) is not in its pod. The base is
+    fetched from the store by that address, checked against the digest, and the adapter loads on it."""
+    import fsspec
+
+    recipe = micro_recipe.override(sft={"lora": ADAPTER})
+    data.run(recipe, tmp_path / "data")
+    base.run(recipe, tmp_path / "data", tmp_path / "base")
+    sft.run(recipe, tmp_path / "base", tmp_path / "data", tmp_path / "sft")
+    store = "posttrain/v2/artifacts/tulu3/run-1/base-task/model"  # where KFP put the base task's output
+    fsspec.filesystem("s3").put(str(tmp_path / "base") + "/", f"s3://{store}", recursive=True)
+    record = lora.record(tmp_path / "sft")
+    record["base"]["path"] = f"/s3/{store}"  # as the SFT task recorded it: its pod's copy of the store object
+    (tmp_path / "sft" / lora.ADAPTER).write_text(json.dumps(record))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "pod-tmp"))
+    (tmp_path / "pod-tmp").mkdir()
+
+    fetched = lora.base_dir(tmp_path / "sft")
+    assert fetched.is_relative_to(tmp_path / "pod-tmp") and not os.path.exists(f"/s3/{store}")
+    assert read_manifest(fetched)["sha256"] == record["base"]["sha256"]
+    merged, local = lora.load_model(tmp_path / "sft"), lora.load_model(tmp_path / "sft", base=tmp_path / "base")
+    assert all((a == b).all() for a, b in zip(merged.state_dict().values(), local.state_dict().values()))
+    # ... and a store object that is not the recorded base is refused like any other mismatch
+    fsspec.filesystem("s3").rm(f"s3://{store}", recursive=True)
+    shutil.rmtree(fetched)
+    fsspec.filesystem("s3").put(str(tmp_path / "sft") + "/", f"s3://{store}", recursive=True)
+    with pytest.raises(lora.AdapterBaseMismatch, match="trained on base"):
+        lora.base_dir(tmp_path / "sft")
+
+
+@pytest.mark.parametrize("local, url", [
+    ("/s3/bucket/run/base/model", "s3://bucket/run/base/model"),
+    ("/gcs/bucket/run/base/model", "gs://bucket/run/base/model"),
+    ("/minio/mlpipeline/v2/artifacts/model", "s3://mlpipeline/v2/artifacts/model"),  # KFP's MinIO speaks S3
+    ("/tmp/run/base", None),  # a local run's output: where it was written
+])
+def test_the_store_address_of_a_kfp_task_input_path(local, url):
+    assert lora.remote_url(local) == url
+
+
 @pytest.mark.parametrize("overrides, field", [
     ({"rlvr": {"algorithm": "ppo", "lora": {}}}, "recipe.rlvr: lora: algorithm ppo"),
     ({"dpo": {"lora": {"rnak": 8}}}, "recipe.dpo.lora.rnak: unknown key"),

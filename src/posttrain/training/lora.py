@@ -44,10 +44,12 @@ def record(path: str | Path) -> dict:
 
 def base_dir(path: str | Path, base: str | Path | None = None) -> Path:
     """The directory of an adapter's base, checked against the recorded digest. `base`: where it lies now
-    (e.g. a registry download); default: where it lay when the adapter was trained."""
+    (e.g. a registry download); default: where it lay when the adapter was trained, fetched from the artifact
+    store when that was a KFP task's copy of a store object (`from_store`)."""
     wanted = record(path)["base"]
     found = Path(base or wanted["path"])
     try:
+        found = found if base else from_store(found, wanted["sha256"])
         digest = read_manifest(found)["sha256"]
     except Exception as exc:  # missing directory or unsealed output
         raise AdapterBaseMismatch(f"{path}: its base {wanted['sha256'][:12]} ({wanted['stage']}) is not at "
@@ -56,6 +58,40 @@ def base_dir(path: str | Path, base: str | Path | None = None) -> Path:
         raise AdapterBaseMismatch(f"{path}: trained on base {wanted['sha256'][:12]} ({wanted['stage']}), but "
                                   f"{found} holds {digest[:12]}; an adapter only fits the weights it was trained on")
     return found
+
+
+def remote_url(local: str | Path) -> str | None:
+    """The artifact store URL of a path where a KFP task finds an input artifact (`/s3/b/k` for `s3://b/k`,
+    `/gcs/` for `gs://`, `/minio/` for KFP's own MinIO, read as S3 at `AWS_ENDPOINT_URL`), else None."""
+    from kfp.dsl.types.artifact_types import convert_local_path_to_remote_path
+
+    remote = convert_local_path_to_remote_path(str(local))
+    if remote == str(local) or remote.startswith("oci://"):  # a local path, or a model image (read-only)
+        return None
+    return "s3://" + remote.removeprefix("minio://") if remote.startswith("minio://") else remote
+
+
+def from_store(local: str | Path, sha256: str) -> Path:
+    """Where an adapter's base is on this machine. On a cluster a task's pod holds only its own inputs: the
+    base an earlier task recorded (`/s3/...`, its copy of the store object) is absent here, so it is
+    downloaded from the store into the temporary directory, once per digest. Elsewhere: `local` as it is."""
+    import tempfile
+
+    import fsspec
+
+    local = Path(local)
+    url = remote_url(local)
+    if local.exists() or url is None:
+        return local
+    dest = Path(tempfile.gettempdir()) / "posttrain-bases" / sha256
+    if not (dest / "manifest.json").is_file():  # the manifest is written last: a partial copy has none
+        fs, root = fsspec.core.url_to_fs(url)
+        partial = dest.with_name(f".{sha256}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        fs.get(f"{root}/", str(partial), recursive=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        partial.rename(dest)
+    return dest
 
 
 def _quantization(cfg: LoRA | None, field: str) -> dict:
