@@ -103,3 +103,50 @@ def test_cpu_recipes_are_planned_without_building_anything():
     tiny = load(ROOT / "recipes" / "tiny.yaml")
     result = plan.check(tiny)
     assert result.parameters == 0 and all(s.memory is None for s in result.stages)
+
+
+def test_the_one_gpu_recipe_fits_with_its_adapters_and_without_them_is_refused(tulu, capsys):
+    one_gpu = ROOT / "recipes" / "tulu3-8b-1gpu.yaml"
+    assert main(["plan", str(one_gpu)]) == 0, capsys.readouterr().out
+    recipe = load(one_gpu)
+    stages = {s.stage: s for s in plan.make(recipe).stages}
+    arch = plan.architecture.architecture(recipe)
+    # rank 64 on every projection of Llama-3.1-8B: 64 x (in + out) per layer's 7 linear layers, 32 layers
+    c = arch.config
+    h, kv, i = c["hidden_size"], c["num_key_value_heads"] * c["hidden_size"] // c["num_attention_heads"], \
+        c["intermediate_size"]
+    adapter = 32 * 64 * (2 * (h + h) + 2 * (h + kv) + 2 * (h + i) + (i + h))
+    assert arch.adapter_parameters(64, "all-linear") == adapter == 167_772_160
+    sft, dpo, rlvr = (stages[s].memory.peak.parts for s in ("sft", "dpo", "rlvr"))
+    # QLoRA: the linear layers in NF4, embeddings and head upcast to fp32, the adapter in fp32
+    assert sft["weights"] == pytest.approx(0.516 * arch.linear_parameters + 4 * (arch.parameters -
+                                                                                 arch.linear_parameters) + 4 * adapter,
+                                           rel=1e-3)
+    assert sft["optimizer"] == 8 * adapter and sft["gradients"] == 4 * adapter
+    assert dpo["weights"] == 2 * arch.parameters + 4 * adapter  # LoRA on bf16 weights
+    assert not rlvr.get("reference")  # GRPO's KL term: the adapter switched off, no copy
+    # The same recipe without its adapters trains all 8B weights on one GPU: refused, naming the stages
+    full = recipe.override(sft={"lora": None}, dpo={"lora": None}, rlvr={"lora": None})
+    refused = "\n".join(plan.make(full).problems)
+    assert all(f"{stage}: training step" in refused for stage in ("sft", "dpo", "rlvr"))
+    assert stages["sft"].compute.checkpoint_bytes == 12 * adapter  # the adapter and its Adam moments
+
+
+def test_the_plans_adapter_size_is_what_peft_trains():
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from posttrain.plan.architecture import Architecture, _count, build
+
+    config = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128, "max_position_embeddings": 64}
+    import json
+
+    total, largest, linears = _count(json.dumps(config, sort_keys=True))
+    arch = Architecture("small", config, total, largest, linears)
+    for targets in ("all-linear", ("q_proj", "v_proj"), ("down_proj",)):
+        torch.manual_seed(0)
+        model = get_peft_model(build(config), LoraConfig(r=8, target_modules=targets if targets == "all-linear"
+                                                         else list(targets), task_type="CAUSAL_LM"))
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert arch.adapter_parameters(8, targets) == trained, targets

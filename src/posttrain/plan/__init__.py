@@ -87,7 +87,9 @@ def make(recipe: Recipe, data_dir: str | Path | None = None) -> Plan:
             memory.inference(recipe, arch, mem, stage, cfg.batch_size, cfg.max_prompt_tokens + cfg.max_new_tokens,
                              ("recipe.eval.batch_size", "recipe.eval.max_new_tokens"))
         mem.check(stage)
-        plan.memory, plan.compute = mem, compute.plan(recipe, stage, arch.parameters, data_dir)
+        lora = getattr(getattr(recipe, stage, None), "lora", None)
+        adapter = arch.adapter_parameters(lora.rank, lora.target_modules) if lora else 0
+        plan.memory, plan.compute = mem, compute.plan(recipe, stage, arch.parameters, data_dir, adapter)
         plan.problems, plan.notes = mem.problems, plan.notes + mem.notes
         _checkpoints(recipe, plan)
     return Plan(recipe.name, recipe.model.base, arch.parameters, stages, time.perf_counter() - start)

@@ -33,6 +33,19 @@ class Architecture:
     config: dict  # config.json's fields
     parameters: int  # all of them (tied embeddings counted once)
     largest_layer: int  # parameters of the largest module owning parameters directly (DeepSpeed's term)
+    # every linear layer but the output head: (module name, in features, out features). These are what
+    # "all-linear" LoRA wraps and what NF4 quantises (bitsandbytes keeps the output head in 16 bits).
+    linears: tuple[tuple[str, int, int], ...] = ()
+
+    def adapter_parameters(self, rank: int, targets) -> int:
+        """Parameters of a LoRA adapter of `rank` on `targets` ("all-linear", or module-name suffixes as PEFT
+        matches them): rank x (in + out) per wrapped layer."""
+        return sum(rank * (i + o) for name, i, o in self.linears
+                   if targets == "all-linear" or any(name == t or name.endswith(f".{t}") for t in targets))
+
+    @property
+    def linear_parameters(self) -> int:
+        return sum(i * o for _, i, o in self.linears)
 
     @property
     def layers(self) -> int:
@@ -82,17 +95,20 @@ def build(config: dict, layers: int | None = None):
 
 
 @lru_cache(maxsize=16)
-def _count(config_json: str) -> tuple[int, int]:
+def _count(config_json: str) -> tuple[int, int, tuple]:
     import torch
 
     with torch.device("meta"):
         model = build(json.loads(config_json))
     total = sum(p.numel() for p in model.parameters())
     largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
-    return total, largest
+    head = model.get_output_embeddings()
+    linears = tuple((name, m.in_features, m.out_features) for name, m in model.named_modules()
+                    if isinstance(m, torch.nn.Linear) and m is not head)
+    return total, largest, linears
 
 
 def architecture(recipe: Recipe) -> Architecture:
     config = config_of(recipe)
-    total, largest = _count(json.dumps(config, sort_keys=True))
-    return Architecture(recipe.model.base, config, total, largest)
+    total, largest, linears = _count(json.dumps(config, sort_keys=True))
+    return Architecture(recipe.model.base, config, total, largest, linears)

@@ -1,7 +1,8 @@
 """Tokens, FLOPs, GPU-hours, wall time and cost of each stage, and its checkpoints against the grace period.
 
-All formulas (no tracing): training costs 6 FLOPs per parameter per token (forward 2, backward 4), plus a
-third for recomputation under gradient checkpointing; a forward-only pass (reference log-probs, generation,
+All formulas (no tracing): training costs 6 FLOPs per parameter per token (forward 2, backward 4: gradients
+of the inputs and of the weights), plus 2 for the forward's recomputation under gradient checkpointing; a
+stage training a LoRA adapter computes no gradients of the frozen weights, 4 (6 checkpointed); a forward-only pass (reference log-probs, generation,
 the margin pass) costs 2. GPU-hours = FLOPs / (GPU peak x recipe.cluster.mfu). Token counts come from the
 data stage's files where given (characters / 4 per token, capped at the stage's max length), else from the
 recipe's declared sizes: its synthetic row counts, and the released mixtures' row counts below; each row is
@@ -21,6 +22,7 @@ RELEASED_ROWS = {
     "allenai/RLVR-GSM-MATH-IF-Mixed-Constraints": 29_946,
 }
 CHECKPOINT_BYTES_PER_PARAMETER = 14  # bf16 weights 2 + fp32 master weights 4 + Adam's moments 8 (ZeRO layout)
+CHECKPOINT_BYTES_PER_ADAPTER_PARAMETER = 12  # a LoRA checkpoint: the fp32 adapter 4 + Adam's moments 8
 
 
 @dataclass(frozen=True)
@@ -65,18 +67,20 @@ class Compute:
     checkpoint_minutes: float | None  # time between periodic checkpoints; None: only on SIGTERM
 
 
-def training_flops(parameters: int, tokens: float, checkpointed: bool) -> float:
-    return (8 if checkpointed else 6) * parameters * tokens
+def training_flops(parameters: int, tokens: float, checkpointed: bool, frozen: bool = False) -> float:
+    """`frozen`: the weights are a LoRA adapter's frozen base (no weight gradients)."""
+    return ((8 if checkpointed else 6) - (2 if frozen else 0)) * parameters * tokens
 
 
 def stage_flops(recipe: Recipe, stage: str, parameters: int, data_dir: Path | None) -> tuple[float, float]:
     """(tokens, FLOPs) of a stage."""
     p = parameters
+    frozen = getattr(getattr(recipe, stage, None), "lora", None) is not None  # a LoRA stage
     if stage == "sft":
         cfg = recipe.sft
         found = rows(recipe, "sft", data_dir)
         tokens = found.count * cfg.epochs * tokens_per_row(found, cfg.max_length)
-        return tokens, training_flops(p, tokens, cfg.gradient_checkpointing)
+        return tokens, training_flops(p, tokens, cfg.gradient_checkpointing, frozen)
     if stage == "dpo":
         cfg = recipe.dpo
         found = rows(recipe, "preference", data_dir)
@@ -84,7 +88,7 @@ def stage_flops(recipe: Recipe, stage: str, parameters: int, data_dir: Path | No
         tokens = pairs * cfg.epochs * 2 * tokens_per_row(found, cfg.max_length)
         heldout = found.count * recipe.preference.heldout_fraction * 2 * tokens_per_row(found, cfg.max_length)
         # training + the reference's log-probs once + the margin pass before and after
-        return tokens, training_flops(p, tokens, cfg.gradient_checkpointing) + 2 * p * tokens / cfg.epochs \
+        return tokens, training_flops(p, tokens, cfg.gradient_checkpointing, frozen) + 2 * p * tokens / cfg.epochs \
             + 2 * (2 * p * heldout)
     if stage == "rlvr":
         cfg = recipe.rlvr
@@ -93,7 +97,7 @@ def stage_flops(recipe: Recipe, stage: str, parameters: int, data_dir: Path | No
         tokens = completions * length
         generated = 2 * p * completions * cfg.max_completion_length
         reference = 2 * p * tokens if cfg.beta else 0.0
-        trained = training_flops(p, tokens, cfg.gradient_checkpointing) * (cfg.ppo_epochs * 2 if cfg.algorithm == "ppo"
+        trained = training_flops(p, tokens, cfg.gradient_checkpointing, frozen) * (cfg.ppo_epochs * 2 if cfg.algorithm == "ppo"
                                                                             else 1)  # PPO: + value model, epochs
         return tokens, trained + generated + reference
     if stage == "preference" and recipe.data.preference_prompts:
@@ -103,14 +107,16 @@ def stage_flops(recipe: Recipe, stage: str, parameters: int, data_dir: Path | No
     return 0.0, 0.0
 
 
-def plan(recipe: Recipe, stage: str, parameters: int, data_dir: Path | None) -> Compute:
+def plan(recipe: Recipe, stage: str, parameters: int, data_dir: Path | None, adapter: int = 0) -> Compute:
+    """`adapter`: the parameters of the LoRA adapter the stage trains (0: it trains all `parameters`)."""
     res = getattr(recipe.cluster, stage)
     gpus = max(1, res.gpus) * res.nodes
     tokens, flops = stage_flops(recipe, stage, parameters, data_dir)
     gpu_hours = flops / (res.gpu_tflops * 1e12 * recipe.cluster.mfu) / 3600 if res.gpus else 0.0
     wall = gpu_hours / gpus
     training = stage in ("sft", "dpo", "rlvr")
-    size = CHECKPOINT_BYTES_PER_PARAMETER * parameters if training else 0.0
+    size = (CHECKPOINT_BYTES_PER_ADAPTER_PARAMETER * adapter if adapter else CHECKPOINT_BYTES_PER_PARAMETER
+            * parameters) if training else 0.0
     write = size / (recipe.cluster.checkpoint_write_gbps * 1e9 * res.nodes) if training else 0.0
     minutes = None
     if training:

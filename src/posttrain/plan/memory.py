@@ -7,6 +7,13 @@ Formulas (bytes, P parameters, N = GPUs x nodes, L = parameters of the largest l
   Split as DeepSpeed's comment splits the 18: bf16 weights (2P, or 2P/N + 4L gathered under ZeRO-3),
   gradients (bf16 + fp32), optimizer (fp32 master weights + Adam's two moments, 12P/N).
   Without ZeRO (data-parallel, or PPO's one process): fp32 weights, gradients, Adam: 4P + 4P + 8P.
+- LoRA (`lora:` in the stage's section, posttrain.training.lora): the base is frozen: bf16 weights (2P, sharded
+  like ZeRO-3's), no gradients, no optimizer. With `quantize: nf4` (QLoRA) every linear layer but the output
+  head is stored in 4 bits with double quantisation (bitsandbytes: 0.5 byte + one 8-bit absmax per 64 weights +
+  one fp32 constant per 256 absmaxes), and PEFT's `prepare_model_for_kbit_training` upcasts the rest (embeddings,
+  head, norms) to fp32. The adapter (A = rank x (in + out) per wrapped layer) trains in fp32: 4A weights,
+  4A gradients, 8A Adam. DPO and GRPO keep no reference copy (TRL switches the adapter off). Activations are
+  traced as for full fine-tuning: the adapters read the same saved layer inputs.
 - Reference model (GRPO with beta > 0): bf16, 2P, sharded like the policy under ZeRO-3 (TRL prepares it with
   the policy's ZeRO stage 3, else unsharded). DPO precomputes reference log-probs and keeps no reference.
 - vLLM (colocated): it takes `vllm_gpu_memory_utilization` of the GPU; inside that it needs its weights (2P)
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 
 from posttrain.plan import trace
 from posttrain.plan.architecture import Architecture
-from posttrain.recipe import Recipe
+from posttrain.recipe import LoRA, Recipe
 
 GiB = 2**30
 PARTS = ("weights", "gradients", "optimizer", "reference", "value model", "vLLM / KV cache", "activations",
@@ -65,9 +72,21 @@ def _largest(phase: Phase) -> str:
     return ", ".join(f"{k} {v / GiB:.1f}" for v, k in parts)
 
 
-def model_states(arch: Architecture, zero: str, world: int) -> dict[str, float]:
-    """Weights, gradients and optimizer state per device for AdamW in bf16 mixed precision."""
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # per quantised weight: 4 bits, 8-bit absmax per 64, fp32 per 256 of those
+
+
+def model_states(arch: Architecture, zero: str, world: int, lora: LoRA | None = None) -> dict[str, float]:
+    """Weights, gradients and optimizer state per device for AdamW in bf16 mixed precision; with `lora`, of a
+    frozen (optionally NF4) base and an fp32 adapter."""
     p, n = arch.parameters, world
+    if lora is not None:
+        adapter = arch.adapter_parameters(lora.rank, lora.target_modules)
+        if lora.quantize == "nf4":
+            frozen = NF4_BYTES * arch.linear_parameters + 4 * (p - arch.linear_parameters)
+        else:
+            frozen = 2 * p / n + 4 * arch.largest_layer if zero == "zero3" else 2 * p
+        shard = n if zero in ("zero2", "zero3") else 1
+        return {"weights": frozen + 4 * adapter, "gradients": 4 * adapter / shard, "optimizer": 8 * adapter / shard}
     if zero == "zero3":
         return {"weights": 2 * p / n + 4 * arch.largest_layer, "gradients": 4 * p / n, "optimizer": 12 * p / n}
     if zero == "zero2":
@@ -87,7 +106,7 @@ def _world(recipe: Recipe, stage: str) -> int:
 
 def sft(recipe: Recipe, arch: Architecture, mem: Memory) -> None:
     cfg = recipe.sft
-    parts = model_states(arch, cfg.deepspeed, _world(recipe, "sft"))
+    parts = model_states(arch, cfg.deepspeed, _world(recipe, "sft"), cfg.lora)
     parts["activations"] = _activations(arch, cfg, cfg.batch_size, cfg.max_length)
     mem.phases.append(Phase("training step", parts, ("recipe.sft.batch_size", "recipe.sft.max_length",
                                                      "recipe.sft.gradient_checkpointing", "recipe.sft.deepspeed",
@@ -96,21 +115,24 @@ def sft(recipe: Recipe, arch: Architecture, mem: Memory) -> None:
 
 def dpo(recipe: Recipe, arch: Architecture, mem: Memory) -> None:
     cfg = recipe.dpo
-    states = model_states(arch, cfg.deepspeed, _world(recipe, "dpo"))
+    states = model_states(arch, cfg.deepspeed, _world(recipe, "dpo"), cfg.lora)
     # chosen and rejected go through the model as one batch of 2 x batch_size sequences
     mem.phases.append(Phase("training step", {**states, "activations": _activations(arch, cfg, 2 * cfg.batch_size,
                                                                                       cfg.max_length)},
                             ("recipe.dpo.batch_size", "recipe.dpo.max_length", "recipe.dpo.gradient_checkpointing",
                              "recipe.dpo.deepspeed", "recipe.cluster.dpo.gpus")))
-    # rank 0 scores the held-out pairs with a whole bf16 copy of the model: before training alone, after
-    # training next to the trainer's states, which are still allocated
+    # rank 0 scores the held-out pairs after training, next to the trainer's states, which are still allocated:
+    # on several GPUs with a whole bf16 copy of the trained model it loads (the trainer's is sharded), on one GPU
+    # with the trainer's own model
     margin = trace.micro_step(arch.config, trace.LOGPROBS, cfg.margin_batch_size,
                               min(cfg.max_length, arch.max_positions))
     fields = ("recipe.dpo.margin_batch_size", "recipe.dpo.max_length")
-    mem.phases.append(Phase("margin pass (after training, rank 0)", {**states, "reference": 2 * arch.parameters,
+    copy = 2 * arch.parameters if _world(recipe, "dpo") > 1 else 0
+    mem.phases.append(Phase("margin pass (after training, rank 0)", {**states, "reference": copy,
                                                                       "margin pass": margin}, fields))
-    mem.notes.append("dpo: reference log-probs are precomputed (no reference model on the GPU); the margin "
-                     "pass's reference column is the whole trained model rank 0 loads to score held-out pairs")
+    mem.notes.append("dpo: reference log-probs are precomputed (no reference model on the GPU)"
+                     + ("; the margin pass's reference column is the whole trained model rank 0 loads to score "
+                        "held-out pairs" if copy else ""))
 
 
 def rlvr(recipe: Recipe, arch: Architecture, mem: Memory) -> None:
@@ -120,8 +142,8 @@ def rlvr(recipe: Recipe, arch: Architecture, mem: Memory) -> None:
     from posttrain.training.rlvr_batches import derive
 
     world = _world(recipe, "rlvr")
-    states = model_states(arch, cfg.deepspeed, world)
-    if cfg.beta:
+    states = model_states(arch, cfg.deepspeed, world, cfg.lora)
+    if cfg.beta and cfg.lora is None:  # with an adapter TRL's reference is the base: the adapter switched off
         states["reference"] = 2 * arch.parameters / (world if cfg.deepspeed == "zero3" else 1)
     length = cfg.vllm_max_model_length or 2 * cfg.max_completion_length  # prompt + completion
     step = {**states, "activations": _activations(arch, cfg, derive(cfg, world).per_device, length)}
