@@ -55,18 +55,38 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{count:4d}  {reason}")
 
 
+# The suite runs on every core (pytest-xdist, `-n auto` in pyproject.toml): on 2 cores most tests leave one idle
+# (a kfp.local task process importing torch, a subprocess, a server starting). Tests are distributed by group:
+# a module's tests stay together (their module-scoped fixtures are built once), and the tests of each shared
+# pipeline run (below) go to one worker, which builds that run once.
+SHARED_RUNS = ("passing_micro_run", "refused_run_with_a_baseline")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
+
+
+@contextlib.contextmanager
+def installing(cache: Path):
+    """One process at a time installs into `cache` (a tool the tests download once: helm, checkov)."""
+    from filelock import FileLock
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache) + ".lock"):
+        yield cache
+
+
 @pytest.fixture
 def micro_recipe():
     return micro()
 
 
 def micro() -> Recipe:
-    """The tiny recipe shrunk so every stage runs in seconds (nothing is expected to learn)."""
-    return micro()
-
-
-def micro():
-    """The micro settings, for fixtures of a wider scope than micro_recipe's."""
+    """The tiny recipe shrunk so every stage runs in seconds (nothing is expected to learn); a function, for
+    fixtures of a wider scope than micro_recipe's."""
     return load(ROOT / "recipes" / "tiny.yaml").override(
         model={"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
                         "vocab_size": 320, "max_positions": 256}},
@@ -239,7 +259,7 @@ def passing_micro_run(tmp_path_factory):
 def refused_run_with_a_baseline(tmp_path_factory):
     """The micro recipe through kfp.local with a second tiny model as `eval.baselines` and a gate it cannot
     pass (arithmetic 100%): SimpleNamespace(run=run dir, registry=its root, baseline=the model's path,
-    report=what local.run returned). Local tracking (SQLite in the run directory)."""
+    recipe=the recipe it ran, report=what local.run returned). Local tracking (SQLite in the run directory)."""
     from posttrain.models import tiny
     from posttrain.pipelines import local
 
@@ -254,4 +274,4 @@ def refused_run_with_a_baseline(tmp_path_factory):
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
         report = local.run(recipe, base / "run", out=io.StringIO())
     return SimpleNamespace(run=base / "run", registry=base / "registry", baseline=base / "tiny-baseline",
-                           report=report)
+                           recipe=recipe, report=report)

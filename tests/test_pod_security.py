@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, installing
 from test_manifests import _helm, _kustomize, helm  # noqa: F401  (helm: the fixture)
 
 CHECKOV = "checkov==3.3.30"
@@ -31,13 +31,13 @@ RESTRICTED = {"CKV_K8S_16": "privileged", "CKV_K8S_17": "hostPID", "CKV_K8S_18":
 def checkov() -> str:
     if found := shutil.which("checkov"):
         return found
-    venv = ROOT / ".cache" / "checkov"
-    binary = venv / "bin" / "checkov"
-    if not binary.exists():
-        uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-        subprocess.run([uv, "venv", "-q", str(venv)], check=True)
-        subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), CHECKOV], check=True)
-    return str(binary)
+    with installing(ROOT / ".cache" / "checkov") as venv:
+        binary = venv / "bin" / "checkov"
+        if not binary.exists():
+            uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+            subprocess.run([uv, "venv", "-q", "--clear", str(venv)], check=True)
+            subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), CHECKOV], check=True)
+        return str(binary)
 
 
 def trainjob_pods() -> list[dict]:

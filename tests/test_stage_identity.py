@@ -4,6 +4,7 @@ Each stage's task takes its view of the recipe (posttrain.stage_table `reads`, c
 `recipe` parameter; KFP's cache and kfp.local's key a task by its parameters and input artifacts, so a task
 whose view and inputs are unchanged is reused.
 """
+import io
 import json
 from pathlib import Path
 
@@ -77,19 +78,25 @@ def _sealed(out: Path) -> dict[str, set[str]]:
 
 
 @pytest.mark.e2e
-def test_rerun_after_an_rlvr_change_runs_only_rlvr_and_what_follows(micro_recipe, tmp_path):
+def test_rerun_after_an_rlvr_change_runs_only_rlvr_and_what_follows(refused_run_with_a_baseline, tmp_path,
+                                                                     monkeypatch):
+    """The same command on (a copy of) a finished run's directory, with `rlvr.clip` changed, and the gate's
+    threshold and registry (sections only eval, gate and promote read) set so that this time it promotes."""
+    import shutil
+
     from posttrain.pipelines import local
 
-    out = tmp_path / "run"
-    recipe = micro_recipe.override(promote={"min_accuracy": {"arithmetic": 0.0}, "min_gain_over_base": -1.0,
-                                            "registry": (tmp_path / "registry").as_uri()})
-    local.run(recipe, out)
+    shared = refused_run_with_a_baseline
+    out = shutil.copytree(shared.run, tmp_path / "run")
     first = _sealed(out)
-    entries = sorted((tmp_path / "registry").rglob("entry.json"))
-    local.run(recipe.override(rlvr={"clip": 0.13}), out)  # the same command on the same directory
+    assert set(BEFORE_RLVR) <= set(first) and not sorted(tmp_path.rglob("entry.json"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # as the shared run: tracked in its directory
+    local.run(shared.recipe.override(rlvr={"clip": 0.13}, promote={"min_accuracy": {"arithmetic": 0.0},
+                                                                   "registry": (tmp_path / "registry").as_uri()}),
+              out, out=io.StringIO())
     second = _sealed(out)
     ran = {stage for stage in second if second[stage] != first.get(stage, set())}
     assert ran == {"rlvr", "eval", "gate"}, ran
-    assert len(sorted((tmp_path / "registry").rglob("entry.json"))) == len(entries) + 1  # promote ran too
+    assert len(sorted((tmp_path / "registry").rglob("entry.json"))) == 1  # promote ran too
     for stage in BEFORE_RLVR:
         assert second[stage] == first[stage]

@@ -60,15 +60,19 @@ def base_dir(path: str | Path, base: str | Path | None = None) -> Path:
     return found
 
 
-def remote_url(local: str | Path) -> str | None:
-    """The artifact store URL of a path where a KFP task finds an input artifact (`/s3/b/k` for `s3://b/k`,
-    `/gcs/` for `gs://`, `/minio/` for KFP's own MinIO, read as S3 at `AWS_ENDPOINT_URL`), else None."""
-    from kfp.dsl.types.artifact_types import convert_local_path_to_remote_path
+# Where a KFP task's launcher puts an input artifact: `s3://b/k` at `/s3/b/k`, and so on (KFP's own table:
+# kfp.dsl.types.artifact_types; the library does not import kfp, tests/test_lora.py compares the two).
+# KFP's MinIO (`minio://`) speaks S3: read at AWS_ENDPOINT_URL with the task's S3 credentials.
+KFP_LOCAL_MOUNTS = {"/gcs/": "gs://", "/s3/": "s3://", "/minio/": "s3://"}
 
-    remote = convert_local_path_to_remote_path(str(local))
-    if remote == str(local) or remote.startswith("oci://"):  # a local path, or a model image (read-only)
-        return None
-    return "s3://" + remote.removeprefix("minio://") if remote.startswith("minio://") else remote
+
+def remote_url(local: str | Path) -> str | None:
+    """The artifact store URL of a path where a KFP task finds an input artifact, else None (a local path)."""
+    local = str(local)
+    for prefix, scheme in KFP_LOCAL_MOUNTS.items():
+        if local.startswith(prefix):
+            return scheme + local.removeprefix(prefix)
+    return None
 
 
 def from_store(local: str | Path, sha256: str) -> Path:
