@@ -77,6 +77,13 @@ def write_result(out: Path, seed: int, kernel: str, threads: int, seconds: float
                     "carry": statistics.mean(o for o, c in zip(r["outcomes"], carry) if c),
                     "no_carry": statistics.mean(o for o, c in zip(r["outcomes"], carry) if not c)}
             for label, r in scores.items()}
+    from posttrain.store import read_manifest
+
+    for stage in ("sft", "dpo", "rlvr"):  # what each training stage trained and its peak memory (LoRA vs full)
+        summary = read_manifest(out / stage).get("summary") or {} if (out / stage / "manifest.json").exists() else {}
+        if "trainable_parameters" in summary:
+            result.setdefault("training", {})[stage] = {
+                key: summary.get(key) for key in ("trainable_parameters", "parameters", "peak_memory_mb")}
     if (out / "gate" / "report.json").exists():
         gate = json.loads((out / "gate" / "report.json").read_text())["gate"]
         result["gate"] = {"passed": gate["passed"], "reasons": gate["reasons"]}
@@ -163,6 +170,11 @@ def summary(results: list[dict]) -> dict:
             if name == "final_minus_sft":
                 out["final_beats_sft"] = sum(g > 0 for g in gains)
     out["unit"] = "points of held-out arithmetic accuracy"
+    for stage in ("sft", "dpo", "rlvr"):  # trainable parameters and mean peak resident memory (MB) per stage
+        figures = [r["training"][stage] for r in done if stage in r.get("training", {})]
+        if figures:
+            out[f"{stage}_trainable"] = f"{figures[0]['trainable_parameters']:,} of {figures[0]['parameters']:,}"
+            out[f"{stage}_peak_mb"] = round(statistics.mean(f["peak_memory_mb"] for f in figures))
     return out
 
 

@@ -150,9 +150,34 @@ def load_for_training(recipe: Recipe, stage: str, input_dir: str | Path):
     return get_peft_model(model, config)
 
 
+def reset_peak_memory() -> None:
+    """Start the stage's peak-memory figure afresh, for a process that runs several stages (benchmarks/direct.py):
+    torch's peak on a GPU; on Linux the resident set's high-water mark (`VmHWM`, reset by writing 5 to
+    /proc/self/clear_refs)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux: the figure is the process's peak so far
+        pass
+
+
+def _peak_resident_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # never reset; Linux: KiB
+
+
 def parameters(model) -> dict:
-    """Trainable and total parameters, and the process's peak memory so far (GPU: allocated by torch; CPU:
-    resident set), for the stage summary: what LoRA saves against full fine-tuning."""
+    """Trainable and total parameters, and the stage's peak memory (GPU: allocated by torch; CPU: resident set,
+    since `reset_peak_memory`), for the stage summary: what LoRA saves against full fine-tuning."""
     import torch
 
     trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
@@ -160,7 +185,7 @@ def parameters(model) -> dict:
     if torch.cuda.is_available():
         peak, where = torch.cuda.max_memory_allocated() / 2**20, "cuda"
     else:
-        peak, where = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu"  # Linux: KiB
+        peak, where = _peak_resident_mb(), "cpu"
     return {"trainable_parameters": trainable, "parameters": total, "peak_memory_mb": round(peak, 1),
             "peak_memory_of": where}
 

@@ -99,6 +99,7 @@ def run(recipe: Recipe, stage: str, inputs: dict[str, str | Path], out_dir: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     if done := finished(out_dir, stage, recipe.digest(), inputs):
         return done["summary"]
+    lora.reset_peak_memory()  # the summary's peak is this stage's, also where one process runs several
     tokenizer, model = load_model(recipe, stage, next(iter(inputs.values())))
     current = Run(recipe, stage, model, tokenizer, inputs, out_dir,
                   checkpoint_dir=checkpoints.directory(recipe, stage, inputs, out_dir),
