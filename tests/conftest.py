@@ -57,16 +57,25 @@ def pytest_terminal_summary(terminalreporter):
 
 # The suite runs on every core (pytest-xdist, `-n auto` in pyproject.toml): on 2 cores most tests leave one idle
 # (a kfp.local task process importing torch, a subprocess, a server starting). Tests are distributed by group:
-# a module's tests stay together (their module-scoped fixtures are built once), and the tests of each shared
-# pipeline run (below) go to one worker, which builds that run once.
+# a module's tests stay together (their module-scoped fixtures are built once), and every test of the shared
+# pipeline runs (below) goes to one worker, which builds them once. Groups are handed out longest first (the
+# shared runs, then the modules of end-to-end tests), so that no long group starts last and runs alone.
 SHARED_RUNS = ("passing_micro_run", "refused_run_with_a_baseline")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
+    def group(item) -> str:
+        return "shared-runs" if set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())) else item.module.__name__
+
+    def rank(item) -> tuple[int, int]:
+        if group(item) == "shared-runs":  # the passing run's own tests before the runs derived from it
+            return 0, "refused_run_with_a_baseline" in item.fixturenames
+        return (1 if item.get_closest_marker("e2e") else 2), 0
+
+    items.sort(key=rank)  # stable: collection order within each rank
     for item in items:
-        shared = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
+        item.add_marker(pytest.mark.xdist_group(group(item)))
 
 
 @contextlib.contextmanager
@@ -221,8 +230,9 @@ def _serve_mlflow(root: Path):
         server.wait()
 
 
-# The micro pipeline end to end through kfp.local costs minutes on 2 cores, most of it nine task processes
-# importing torch: the end-to-end tests assert on shared runs instead of each paying for its own (issue 27).
+# The micro pipeline end to end through kfp.local costs minutes on 2 cores, most of it a dozen task processes
+# importing torch, transformers and MLflow (15-20 s each): the end-to-end tests assert on shared runs instead of
+# each paying for its own (issue 27), and a run that differs in a few sections starts from a copy of one.
 # A test may add files to a shared run (a screenshot) but changes nothing another test reads; a test that reruns
 # from a shared run (changing a field, resuming) copies its directory first: shutil.copytree(run.run, tmp_path / "run").
 
@@ -256,22 +266,28 @@ def passing_micro_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def refused_run_with_a_baseline(tmp_path_factory):
-    """The micro recipe through kfp.local with a second tiny model as `eval.baselines` and a gate it cannot
-    pass (arithmetic 100%): SimpleNamespace(run=run dir, registry=its root, baseline=the model's path,
-    recipe=the recipe it ran, report=what local.run returned). Local tracking (SQLite in the run directory)."""
+def refused_run_with_a_baseline(passing_micro_run, tmp_path_factory):
+    """The passing run again (a copy of its directory: kfp.local reuses data..rlvr) with a second tiny model as
+    `eval.baselines` and a gate it cannot pass (arithmetic 100%), so eval and gate run again and promote does
+    not: SimpleNamespace(run=run dir, registry=its root, baseline=the model's path, recipe=the recipe it ran,
+    report=what local.run returned, fresh=the pipeline run directories this run added under run/kfp).
+    Tracked to the passing run's MLflow server: the tests of the passing run run before it (see above)."""
+    import shutil
+
     from posttrain.models import tiny
     from posttrain.pipelines import local
 
     base = tmp_path_factory.mktemp("refused-run")
-    recipe = micro()
+    run = shutil.copytree(passing_micro_run.run, base / "run")
+    recipe = passing_micro_run.recipe
     texts = ["The answer is 12.", "Answer in lowercase letters only.", "def add(a, b):\n    return a + b"] * 20
     tiny.build(texts, recipe.model.tiny, base / "tiny-baseline", seed=7)
     recipe = recipe.override(eval={"baselines": [str(base / "tiny-baseline")]},
                              promote={"min_accuracy": {"arithmetic": 1.0}, "min_gain_over_base": -1.0,
                                       "registry": (base / "registry").as_uri()})
+    before = set((run / "kfp").iterdir())
     with pytest.MonkeyPatch.context() as env:
-        env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        report = local.run(recipe, base / "run", out=io.StringIO())
-    return SimpleNamespace(run=base / "run", registry=base / "registry", baseline=base / "tiny-baseline",
-                           recipe=recipe, report=report)
+        env.setenv("OMP_NUM_THREADS", "1")
+        report = local.run(recipe, run, out=io.StringIO())
+    return SimpleNamespace(run=run, registry=base / "registry", baseline=base / "tiny-baseline", recipe=recipe,
+                           report=report, fresh=sorted(set((run / "kfp").iterdir()) - before))

@@ -73,4 +73,7 @@ def test_failing_gate_skips_promotion_and_keeps_the_report(refused_run_with_a_ba
     assert any(reason.startswith("arithmetic: rlvr scored") for reason in report["gate"]["reasons"])
     assert "REFUSED" in (run / "report.md").read_text()
     assert _registry_entries(refused_run_with_a_baseline.registry) == []
-    assert not list((run / "kfp").rglob("promote*")), "the promote task must not have run"
+    assert refused_run_with_a_baseline.fresh, "the run added no pipeline run of its own"
+    for added in refused_run_with_a_baseline.fresh:  # (the copied directory holds the passing run's promote)
+        assert not list(added.rglob("promote*")), "the promote task must not have run"
+        assert list(added.rglob("gate*")), "the gate did not run again"
