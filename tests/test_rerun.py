@@ -66,6 +66,8 @@ def test_sigkilled_run_reruns_reusing_finished_stages_and_resuming_training(micr
         rlvr={"algorithm": "ppo", "num_generations": 8, "max_steps": 12,  # num_generations: GRPO only
               "checkpoints": {"every": 2, "keep": 2}},
         eval={"benchmarks": ["arithmetic"], "max_new_tokens_for": {}},  # the eval stage is not what is tested
+        # nor is tracking or MLflow's registry (test_tracking.py): each task saves MLflow's import, ~7 s
+        tracking={"backend": "none"}, promote={"model_registry": "none"},
     )
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(recipe.to_yaml())
