@@ -164,3 +164,10 @@ def test_one_gpu_tulu3_recipe_is_qlora_sft_lora_dpo_grpo_on_one_gpu():
     assert [s.path for s in one.data.sources] == [s.path for s in full.data.sources]  # Tülu 3's mixtures
     assert one.sft.batch_size * one.sft.gradient_accumulation_steps < 128  # smaller effective batch (docs/TULU3.md)
     assert (one.model, one.eval) == (full.model, full.eval)
+
+
+def test_the_mlflow_registry_without_tracking_is_refused_naming_both_fields():
+    recipe = load(ROOT / "recipes" / "tiny.yaml")
+    with pytest.raises(RecipeError, match=r"recipe\.promote\.model_registry: mlflow .* recipe\.tracking\.backend is none"):
+        recipe.override(tracking={"backend": "none"})
+    assert recipe.override(tracking={"backend": "none"}, promote={"model_registry": "none"}).tracking.backend == "none"

@@ -55,6 +55,11 @@ class Recipe(Section):
             from posttrain.training.rlvr_batches import cluster_world, derive
 
             derive(self.rlvr, cluster_world(self.cluster.rlvr))
+        if self.promote.model_registry == "mlflow" and self.tracking.backend == "none" \
+                and self._keeps("promote", "tracking"):
+            raise ValueError("recipe.promote.model_registry: mlflow registers the promoted model on the tracking "
+                             "server, but recipe.tracking.backend is none; set model_registry: none (or kubeflow), "
+                             "or track to a server")
         if "arithmetic" in self.eval.benchmarks and not self.data.heldout_rows and self._keeps("eval", "data"):
             raise ValueError("recipe.data.heldout_rows: 0, but eval.benchmarks has arithmetic, which is scored on them")
         return self
