@@ -11,6 +11,11 @@ from posttrain.recipe import Recipe, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Under pytest-xdist each worker's torch (and the processes it starts) gets its share of the cores: two workers
+# with a thread per core each would oversubscribe the CPU, and OpenMP's waiting threads spin on it.
+if (_workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+
 # In CI (`CI` set, as .ci/run and every CI service set it) a skip is a failure unless its reason starts with
 # one of these: CI installs everything else a test needs (the test extra, bubblewrap, Chromium), so any
 # other skip would be a test the README promises and nobody ran.

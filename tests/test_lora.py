@@ -124,11 +124,27 @@ def test_on_a_cluster_a_task_fetches_the_base_its_input_adapter_names_from_the_a
     task gets the SFT adapter, whose recorded base (the base task's output) is not in its pod. The base is
     fetched from the store by that address, checked against the digest, and the adapter loads on it."""
     import fsspec
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    recipe = micro_recipe.override(sft={"lora": ADAPTER})
-    data.run(recipe, tmp_path / "data")
-    base.run(recipe, tmp_path / "data", tmp_path / "base")
-    sft.run(recipe, tmp_path / "base", tmp_path / "data", tmp_path / "sft")
+    from posttrain.models import tiny
+
+    # A base and an adapter on it, as the base and SFT tasks leave them (the adapter's weights set at random: an
+    # untrained LoRA adapter is zero, and merging it would change nothing)
+    texts = ["The answer is 12.", "Answer in lowercase letters only.", "def add(a, b):\n    return a + b"] * 20
+    tiny.build(texts, micro_recipe.model.tiny, tmp_path / "base", seed=7)
+    seal(tmp_path / "base", "base", micro_recipe.digest())
+    torch.manual_seed(0)
+    adapter = get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
+                             LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    for name, weight in adapter.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(weight, std=0.1)
+    adapter.save_pretrained(tmp_path / "sft")
+    AutoTokenizer.from_pretrained(tmp_path / "base").save_pretrained(tmp_path / "sft")
+    lora.name_base(adapter, tmp_path / "sft", tmp_path / "base")
+    seal(tmp_path / "sft", "sft", micro_recipe.digest())
     store = "posttrain/v2/artifacts/tulu3/run-1/base-task/model"  # where KFP put the base task's output
     fsspec.filesystem("s3").put(str(tmp_path / "base") + "/", f"s3://{store}", recursive=True)
     record = lora.record(tmp_path / "sft")
@@ -142,6 +158,8 @@ def test_on_a_cluster_a_task_fetches_the_base_its_input_adapter_names_from_the_a
     assert read_manifest(fetched)["sha256"] == record["base"]["sha256"]
     merged, local = lora.load_model(tmp_path / "sft"), lora.load_model(tmp_path / "sft", base=tmp_path / "base")
     assert all((a == b).all() for a, b in zip(merged.state_dict().values(), local.state_dict().values()))
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict()
+    assert any((merged.state_dict()[k] != plain[k]).any() for k in plain)  # the adapter was merged in
     # ... and a store object that is not the recorded base is refused like any other mismatch
     fsspec.filesystem("s3").rm(f"s3://{store}", recursive=True)
     shutil.rmtree(fetched)
