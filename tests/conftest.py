@@ -60,27 +60,23 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{count:4d}  {reason}")
 
 
-# The suite runs on every core (pytest-xdist, `-n auto` in pyproject.toml): on 2 cores most tests leave one idle
-# (a kfp.local task process importing torch, a subprocess, a server starting). Tests are distributed by group:
-# a module's tests stay together (their module-scoped fixtures are built once), and every test of the shared
-# pipeline runs (below) goes to one worker, which builds them once. Groups are handed out longest first (the
-# shared runs, then the modules of end-to-end tests), so that no long group starts last and runs alone.
+# The suite runs on every core (pytest-xdist, `-n auto --dist loadfile` in pyproject.toml): on 2 cores most tests
+# leave one idle (a kfp.local task process importing torch, a subprocess, a server starting). A module's tests
+# stay on one worker, so its module- and session-scoped fixtures are built once: every test of the shared
+# pipeline runs (below) is in test_pipeline_local.py. Modules are handed out longest first (that one, then the
+# end-to-end ones), so that no long module starts last and runs alone. (xdist's `loadgroup` cannot group here:
+# it renames a test's `_nodeid`, which pytest 9 no longer reads.)
 SHARED_RUNS = ("passing_micro_run", "refused_run_with_a_baseline")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
-    def group(item) -> str:
-        return "shared-runs" if set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())) else item.module.__name__
-
     def rank(item) -> tuple[int, int]:
-        if group(item) == "shared-runs":  # the passing run's own tests before the runs derived from it
-            return 0, "refused_run_with_a_baseline" in item.fixturenames
+        fixtures = getattr(item, "fixturenames", ())
+        if set(SHARED_RUNS) & set(fixtures):  # the passing run's own tests before the runs derived from it
+            return 0, "refused_run_with_a_baseline" in fixtures
         return (1 if item.get_closest_marker("e2e") else 2), 0
 
     items.sort(key=rank)  # stable: collection order within each rank
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
 
 
 @contextlib.contextmanager

@@ -2,13 +2,11 @@
 
 Each stage's task takes its view of the recipe (posttrain.stage_table `reads`, components/views.py) as its
 `recipe` parameter; KFP's cache and kfp.local's key a task by its parameters and input artifacts, so a task
-whose view and inputs are unchanged is reused.
+whose view and inputs are unchanged is reused (the kfp.local rerun: test_pipeline_local.py).
 """
-import io
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 
 from posttrain.pipelines import tulu3
@@ -75,27 +73,3 @@ def _sealed(out: Path) -> dict[str, set[str]]:
     for manifest in (out / "kfp").rglob("manifest.json"):
         found.setdefault(json.loads(manifest.read_text())["stage"], set()).add(str(manifest.parent))
     return found
-
-
-@pytest.mark.e2e
-def test_rerun_after_an_rlvr_change_runs_only_rlvr_and_what_follows(refused_run_with_a_baseline, tmp_path):
-    """The same command on (a copy of) a finished run's directory, with `rlvr.clip` changed, and the gate's
-    threshold and registry (sections only eval, gate and promote read) set so that this time it promotes.
-    The shared run is itself a rerun of the passing run: its directory holds two pipeline runs' outputs."""
-    import shutil
-
-    from posttrain.pipelines import local
-
-    shared = refused_run_with_a_baseline
-    out = shutil.copytree(shared.run, tmp_path / "run")
-    first = _sealed(out)
-    assert set(BEFORE_RLVR) <= set(first)
-    local.run(shared.recipe.override(rlvr={"clip": 0.13}, promote={"min_accuracy": {"arithmetic": 0.0},
-                                                                   "registry": (tmp_path / "registry").as_uri()}),
-              out, out=io.StringIO())
-    second = _sealed(out)
-    ran = {stage for stage in second if second[stage] != first.get(stage, set())}
-    assert ran == {"rlvr", "eval", "gate"}, ran
-    assert len(sorted((tmp_path / "registry").rglob("entry.json"))) == 1  # promote ran too
-    for stage in BEFORE_RLVR:
-        assert second[stage] == first[stage]

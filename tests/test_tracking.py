@@ -54,53 +54,6 @@ def test_promoting_twice_moves_the_alias_once_and_never_rewrites_a_version(mlflo
     assert runs["promote"].data.params["min_accuracy.arithmetic"] == "0.5"  # its recipe section
 
 
-@pytest.mark.e2e
-def test_a_pipeline_run_tracks_every_stage_under_one_parent(passing_micro_run):
-    """conftest.py's `passing_micro_run`: `posttrain run --local` tracked to its MLflow server."""
-    mlflow_server, run_dir = passing_micro_run.mlflow, passing_micro_run.run
-    out = passing_micro_run.printed  # what a terminal-less run prints (CI, a pipe)
-    assert len(out) <= 60, "\n".join(out)
-    table = out.index(next(line for line in out if line.startswith("stage ")))
-    assert [line.split()[0] for line in out[table + 1:table + 9]] == ["data", "base", "sft", "preference", "dpo",
-                                                                       "rlvr", "eval", "gate"]
-    assert out[table + 10] == "gate: PASS" and out[-1].startswith("report: ")
-    for stage in ("data", "sft", "dpo", "rlvr", "eval", "gate", "promote"):
-        assert (run_dir / "logs" / f"{stage}.log").stat().st_size > 0
-
-    client = MlflowClient(mlflow_server)
-    runs = _runs(mlflow_server, "tiny")
-    [parent] = [r for name, r in runs.items() if name.startswith("tiny local-")]
-    stages = {"data", "sft", "preference", "dpo", "rlvr", "eval", "gate", "promote"}
-    assert stages <= set(runs)
-    for stage in stages:
-        run = runs[stage]
-        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
-    assert runs["sft"].data.params["learning_rate"] == "0.003"  # the stage's recipe section
-    for stage, metrics in {"sft": ("loss", "learning_rate"), "dpo": ("loss", "learning_rate"),
-                           "rlvr": ("reward", "kl", "completions/mean_length", "learning_rate")}.items():
-        for metric in metrics:
-            history = client.get_metric_history(runs[stage].info.run_id, metric)
-            assert len(history) >= 2 and len({m.step for m in history}) == len(history), (stage, metric)
-    scores = runs["eval"].data.metrics
-    assert scores["arithmetic/rlvr/ci95_low"] <= scores["arithmetic/rlvr"] <= scores["arithmetic/rlvr/ci95_high"]
-    artifacts = {a.path for a in client.list_artifacts(runs["gate"].info.run_id)}
-    assert {"report.html", "report.json"} <= artifacts
-    assert client.get_model_version_by_alias("tiny", "champion").version == "1"
-
-    import shutil
-    import subprocess
-    import sys
-
-    from conftest import IN_CI, ROOT
-
-    # the run's own report page, in a browser; the screenshot stays with the run (CI installs Chromium)
-    if shutil.which("chromium") or IN_CI:
-        check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_html.py"),
-                                str(run_dir / "report.html")], capture_output=True, text=True, timeout=300)
-        assert check.returncode == 0, check.stderr
-        assert "curve panels ['sft', 'dpo', 'rlvr']" in check.stdout and (run_dir / "report.png").is_file()
-
-
 def test_a_stage_run_leaves_the_callers_tracking_uri_as_it_was(tmp_path, monkeypatch):
     """A stage called in-process (tests, benchmarks) must not point later runs at its tracker: a leaked URI made
     the next local run's preflight knock on a server that was gone."""
