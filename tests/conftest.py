@@ -63,8 +63,9 @@ def pytest_terminal_summary(terminalreporter):
 # The suite runs on every core (pytest-xdist, `-n auto --dist loadfile` in pyproject.toml): on 2 cores most tests
 # leave one idle (a kfp.local task process importing torch, a subprocess, a server starting). A module's tests
 # stay on one worker, so its module- and session-scoped fixtures are built once: every test of the shared
-# pipeline runs (below) is in test_pipeline_local.py. Modules are handed out longest first (that one, then the
-# end-to-end ones), so that no long module starts last and runs alone. (xdist's `loadgroup` cannot group here:
+# pipeline runs (below) is in test_pipeline_local.py. Modules are handed out longest first (that one, the
+# end-to-end ones, the `slow` ones, the rest), so that no long module starts last and runs alone (xdist's own
+# order, most tests first, put the one-test end-to-end modules last: a 6-minute tail on one worker). (xdist's `loadgroup` cannot group here:
 # it renames a test's `_nodeid`, which pytest 9 no longer reads.)
 SHARED_RUNS = ("passing_micro_run", "refused_run_with_a_baseline")
 
@@ -74,9 +75,9 @@ def pytest_collection_modifyitems(items):
         fixtures = getattr(item, "fixturenames", ())
         if set(SHARED_RUNS) & set(fixtures):  # the passing run's own tests before the runs derived from it
             return 0, "refused_run_with_a_baseline" in fixtures
-        return (1 if item.get_closest_marker("e2e") else 2), 0
+        return (1 if item.get_closest_marker("e2e") else 2 if item.get_closest_marker("slow") else 3), 0
 
-    items.sort(key=rank)  # stable: collection order within each rank
+    items.sort(key=rank)  # stable: collection order within each rank; xdist keeps it (--no-loadscope-reorder)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ from posttrain.data.arithmetic import problems
 from posttrain.models.tiny import build
 from posttrain.recipe import TinyModel
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 DEVICES = ["cpu", "meta", *(["cuda"] if torch.cuda.is_available() else [])]
 
 

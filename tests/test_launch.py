@@ -12,6 +12,8 @@ from posttrain.training.trainer import deepspeed_config
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 
 def test_sft_trains_data_parallel_on_two_processes(tmp_path, micro_recipe, monkeypatch):
     data.run(micro_recipe, tmp_path / "data")

@@ -18,6 +18,8 @@ from posttrain.store import read_manifest, seal
 from posttrain.training import lora
 from posttrain.training.trainer import MARKER, latest_complete
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 ADAPTER = {"rank": 4, "alpha": 8.0, "dropout": 0.0}
 
 

@@ -15,6 +15,8 @@ from posttrain.stages import base, data, sft
 from posttrain.training import stage
 from posttrain.training.trainer import MARKER, NonFiniteLoss, checkpoints, latest_complete
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):

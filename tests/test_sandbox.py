@@ -21,6 +21,8 @@ from posttrain.recipe import SandboxSection
 from posttrain.sandbox import landlock, local, service
 from posttrain.verifiers import verify
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 TIMEOUT_S = 3.0
 TOKEN = secrets.token_hex(16)
 

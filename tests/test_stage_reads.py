@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import direct  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 SHIPPED = ("tiny.yaml", "tulu3-8b.yaml")
 
 # Set in a shipped recipe, read only where this test cannot go: field -> where it is read, and why not here.

@@ -7,6 +7,8 @@ from posttrain.stages import promote
 from conftest import ROOT
 from test_promote import RECIPE, _stage_dirs
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 
 def _runs(url: str, experiment: str) -> dict:
     client = MlflowClient(url)

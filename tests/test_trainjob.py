@@ -25,6 +25,8 @@ from conftest import reply_json
 import kubernetes  # noqa: E402  (the test extra)
 from kubeflow_trainer_api import models  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 PREFIX = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/team/trainjobs"
 
 

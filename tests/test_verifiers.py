@@ -2,6 +2,8 @@ import pytest
 
 from posttrain.verifiers import final_number, number_reward, verify
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 
 @pytest.mark.parametrize("text, expected", [
     ("7+5+0=12, 4+8+1=13. The answer is 132.", "132"),

@@ -20,6 +20,8 @@ from packaging.version import Version
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # a module of a minute or more: handed out first (conftest.py)
+
 # Every module the source tree has, by its installed name: the wheel must have the same set.
 SOURCES = {"posttrain": ROOT / "src" / "posttrain", "posttrain.components": ROOT / "components",
            "posttrain.pipelines": ROOT / "pipelines", "posttrain.recipes": ROOT / "recipes"}
