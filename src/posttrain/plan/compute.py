@@ -72,10 +72,10 @@ def training_flops(parameters: int, tokens: float, checkpointed: bool, frozen: b
     return ((8 if checkpointed else 6) - (2 if frozen else 0)) * parameters * tokens
 
 
-def stage_flops(recipe: Recipe, stage: str, parameters: int, data_dir: Path | None) -> tuple[float, float]:
-    """(tokens, FLOPs) of a stage."""
+def stage_flops(recipe: Recipe, stage: str, parameters: int, data_dir: Path | None,
+                frozen: bool = False) -> tuple[float, float]:
+    """(tokens, FLOPs) of a stage; `frozen`: it trains a LoRA adapter on frozen weights."""
     p = parameters
-    frozen = getattr(getattr(recipe, stage, None), "lora", None) is not None  # a LoRA stage
     if stage == "sft":
         cfg = recipe.sft
         found = rows(recipe, "sft", data_dir)
@@ -111,7 +111,7 @@ def plan(recipe: Recipe, stage: str, parameters: int, data_dir: Path | None, ada
     """`adapter`: the parameters of the LoRA adapter the stage trains (0: it trains all `parameters`)."""
     res = getattr(recipe.cluster, stage)
     gpus = max(1, res.gpus) * res.nodes
-    tokens, flops = stage_flops(recipe, stage, parameters, data_dir)
+    tokens, flops = stage_flops(recipe, stage, parameters, data_dir, frozen=bool(adapter))
     gpu_hours = flops / (res.gpu_tflops * 1e12 * recipe.cluster.mfu) / 3600 if res.gpus else 0.0
     wall = gpu_hours / gpus
     training = stage in ("sft", "dpo", "rlvr")
